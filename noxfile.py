@@ -1,0 +1,73 @@
+"""Every check the project has: `nox` runs tests, lint, typecheck and docs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+SUPPORTED_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _runs(python: str) -> bool:
+    # pyenv puts shims for every installed version on PATH, even inactive ones, so finding
+    # the command is not enough: it has to start.
+    try:
+        return (
+            subprocess.run(
+                [f"python{python}", "-c", ""], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
+    except OSError:
+        return False
+
+
+# On a machine without some of these Pythons the suite runs on those it finds, even with CI
+# set (where nox would otherwise fail on a missing interpreter).
+PYTHONS = [python for python in SUPPORTED_PYTHONS if _runs(python)] or None
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage (95 % at least)."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run(
+        "pytest",
+        "--cov",
+        "--cov-report=term",
+        "--cov-fail-under=95",
+        *session.posargs,
+    )
+
+
+@nox.session(python=None)
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=None)
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package (strict) and the typing examples of the public API."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
+
+
+@nox.session(python=None)
+def docs(session: nox.Session) -> None:
+    """Build the docs with warnings as errors, and doctest their examples."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    build = Path(session.create_tmp()) / "docs"
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(build / "html"))
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "doctest", "docs", str(build / "doctest")
+    )

@@ -1,0 +1,411 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from tests.conftest import (
+    API_KEY,
+    CLIENT_ID,
+    SLICE_ID,
+    FakeUTCClock,
+    make_client,
+    sample_payload,
+)
+from wmspanel_async import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientStateError,
+    ConfigurationError,
+    DataSlice,
+    GeoEntry,
+    InvalidResponseError,
+    RateLimitError,
+    RealtimeStats,
+    ServerError,
+    Target,
+    WMSPanelClient,
+    __version__,
+)
+
+pytestmark = pytest.mark.anyio
+
+REALTIME = "/v1/realtime_data"
+SLICES = "/v1/data_slices"
+
+
+def query(request: httpx.Request) -> dict[str, str]:
+    return dict(request.url.params)
+
+
+async def test_data_slices_request_and_answer(api: respx.Router) -> None:
+    """data_slices() sends GET /v1/data_slices with only the credentials and parses the list."""
+    route = api.get(SLICES).respond(json=sample_payload("data_slices"))
+    async with make_client(api) as client:
+        slices = await client.data_slices()
+    assert slices == [
+        DataSlice(id="53e03c9978a6fc8596000001", name="Full data slice"),
+        DataSlice(id="53e03ca678a6fc8599000001", name="DS2"),
+    ]
+    request = route.calls.last.request
+    assert request.method == "GET"
+    assert request.url.path == SLICES
+    assert query(request) == {"client_id": CLIENT_ID, "api_key": API_KEY}
+    assert request.headers["User-Agent"] == f"wmspanel-async/{__version__}"
+
+
+async def test_realtime_sends_only_the_given_parameters(api: respx.Router) -> None:
+    """realtime() sends data_slice, and stream/server only when they are given."""
+    route = api.get(REALTIME).respond(json=sample_payload("realtime_data"))
+    async with make_client(api) as client:
+        stats = await client.realtime(SLICE_ID)
+        await client.realtime(DataSlice(id=SLICE_ID, name="Full"), stream="st1")
+        await client.realtime(SLICE_ID, server="sv1")
+        await client.realtime(SLICE_ID, stream="st1", server="sv1")
+    assert stats == RealtimeStats(
+        connected=1, bandwidth=267784, geo=(GeoEntry(country="BR", connected=1),)
+    )
+    credentials = {"client_id": CLIENT_ID, "api_key": API_KEY}
+    assert [query(call.request) for call in route.calls] == [
+        {**credentials, "data_slice": SLICE_ID},
+        {**credentials, "data_slice": SLICE_ID, "stream": "st1"},
+        {**credentials, "data_slice": SLICE_ID, "server": "sv1"},
+        {**credentials, "data_slice": SLICE_ID, "stream": "st1", "server": "sv1"},
+    ]
+
+
+async def test_base_url_path_prefix_is_kept(api: respx.Router) -> None:
+    """A proxy mounted under a path gets the API paths below that path."""
+    proxy = respx.Router(base_url="https://proxy.example/wmspanel", assert_all_called=False)
+    route = proxy.get(SLICES).respond(json=sample_payload("data_slices"))
+    async with make_client(
+        api,
+        base_url="https://proxy.example/wmspanel/",
+        transport=httpx.MockTransport(proxy.async_handler),
+    ) as client:
+        await client.data_slices()
+    assert route.calls.last.request.url.path == "/wmspanel/v1/data_slices"
+
+
+async def test_empty_data_slice_is_refused(api: respx.Router) -> None:
+    """An empty slice id is a typed error before any request."""
+    async with make_client(api) as client:
+        with pytest.raises(ConfigurationError, match="data_slice is empty"):
+            await client.realtime("")
+    assert api.calls.call_count == 0
+
+
+# Configuration --------------------------------------------------------------------------
+
+
+def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing arguments fall back to WMSPANEL_CLIENT_ID, _API_KEY and _BASE_URL."""
+    monkeypatch.setenv("WMSPANEL_CLIENT_ID", "env-id")
+    monkeypatch.setenv("WMSPANEL_API_KEY", "env-key")
+    monkeypatch.setenv("WMSPANEL_BASE_URL", "https://proxy.example")
+    client = WMSPanelClient()
+    assert client.client_id == "env-id"
+    assert client.base_url == httpx.URL("https://proxy.example")
+
+
+@pytest.mark.parametrize("missing", ["WMSPANEL_CLIENT_ID", "WMSPANEL_API_KEY"])
+def test_missing_credentials(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    """Missing credentials raise ConfigurationError naming the variable to set."""
+    monkeypatch.setenv("WMSPANEL_CLIENT_ID", "env-id")
+    monkeypatch.setenv("WMSPANEL_API_KEY", "env-key")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigurationError, match=missing):
+        WMSPanelClient()
+
+
+def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without base_url or $WMSPANEL_BASE_URL the client talks to api.wmspanel.com."""
+    monkeypatch.delenv("WMSPANEL_BASE_URL", raising=False)
+    assert WMSPanelClient(CLIENT_ID, API_KEY).base_url == httpx.URL("https://api.wmspanel.com")
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:81", "http://localhost"]
+)
+def test_plain_http_is_allowed_on_loopback(base_url: str) -> None:
+    """Local proxies and tests on loopback may use http://."""
+    assert WMSPanelClient(CLIENT_ID, API_KEY, base_url=base_url).base_url == httpx.URL(base_url)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://api.wmspanel.com", "is not HTTPS"),
+        ("http://10.0.0.1", "is not HTTPS"),
+        ("ftp://127.0.0.1", "is not HTTPS"),
+        ("api.wmspanel.com", "has no host"),
+        ("https://[::1", "is not a valid URL"),
+    ],
+)
+def test_unsafe_or_broken_base_urls_are_refused(base_url: str, message: str) -> None:
+    """Non-HTTPS (off loopback) and malformed base URLs raise ConfigurationError."""
+    with pytest.raises(ConfigurationError, match=message):
+        WMSPanelClient(CLIENT_ID, API_KEY, base_url=base_url)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_retries": -1}, "max_retries must be 0 or more"),
+        ({"daily_limit": 0}, "daily_limit and max_connections must be 1 or more"),
+        ({"max_connections": 0}, "daily_limit and max_connections must be 1 or more"),
+        ({"deadline": 0}, "deadline must be a positive number"),
+        ({"timeout": 0}, "timeout must be a positive number"),
+        (
+            {"transport": httpx.MockTransport(lambda _: httpx.Response(200)), "http_client": 1},
+            "either transport or http_client",
+        ),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+    """Out-of-range options raise ConfigurationError saying what is allowed."""
+    with pytest.raises(ConfigurationError, match=message):
+        WMSPanelClient(CLIENT_ID, API_KEY, **options)
+
+
+def test_timeout_defaults() -> None:
+    """A plain number bounds each phase, with connecting capped at 5 s."""
+    assert WMSPanelClient(CLIENT_ID, API_KEY)._timeout == httpx.Timeout(10.0, connect=5.0)
+    assert WMSPanelClient(CLIENT_ID, API_KEY, timeout=2)._timeout == httpx.Timeout(2.0)
+    custom = httpx.Timeout(1.0, read=30.0)
+    assert WMSPanelClient(CLIENT_ID, API_KEY, timeout=custom)._timeout is custom
+
+
+# Status codes and bodies ------------------------------------------------------------------
+
+
+async def test_403_is_an_authentication_error_naming_both_causes(api: respx.Router) -> None:
+    """403 raises AuthenticationError at once (no retry) and explains both causes."""
+    route = api.get(SLICES).respond(403)
+    async with make_client(api) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.data_slices()
+    assert caught.value.status_code == 403
+    message = str(caught.value)
+    assert "client_id or api_key is wrong" in message
+    assert "IP address is not on the account's API whitelist" in message
+    assert route.call_count == 1
+
+
+async def test_other_4xx_are_not_retried(api: respx.Router) -> None:
+    """404 raises a plain APIStatusError after a single attempt."""
+    route = api.get(SLICES).respond(404)
+    async with make_client(api) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.data_slices()
+    assert type(caught.value) is APIStatusError
+    assert caught.value.status_code == 404
+    assert "404 Not Found" in str(caught.value)
+    assert route.call_count == 1
+
+
+async def test_redirects_are_not_followed(api: respx.Router) -> None:
+    """A 3xx is an APIStatusError; the target is named without its query string."""
+    api.get(SLICES).respond(301, headers={"Location": f"https://other.example/x?api_key={API_KEY}"})
+    elsewhere = api.get("https://other.example/x").respond(200)
+    async with make_client(api) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.data_slices()
+    assert caught.value.status_code == 301
+    assert "'https://other.example/x'" in str(caught.value)
+    assert "set base_url" in str(caught.value)
+    assert elsewhere.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(429, RateLimitError), (500, ServerError), (503, ServerError), (408, APIStatusError)],
+)
+async def test_retryable_statuses_map_to_their_errors(
+    api: respx.Router, status: int, error_type: type[APIStatusError]
+) -> None:
+    """Without retries left, 429, 5xx and 408 raise their own error types."""
+    api.get(SLICES).respond(status, headers={"Retry-After": "7"})
+    async with make_client(api, max_retries=0) as client:
+        with pytest.raises(error_type) as caught:
+            await client.data_slices()
+    assert type(caught.value) is error_type
+    assert caught.value.status_code == status
+    assert caught.value.retry_after == 7.0
+
+
+async def test_invalid_body_is_an_invalid_response(api: respx.Router) -> None:
+    """A 200 with a non-"Ok" status raises InvalidResponseError, not retried."""
+    route = api.get(REALTIME).respond(json={"status": "Error"})
+    async with make_client(api) as client:
+        with pytest.raises(InvalidResponseError, match="status 'Error'"):
+            await client.realtime(SLICE_ID)
+    assert route.call_count == 1
+
+
+# Stopping a streamed read early abandons httpx's chain of async generators; trio closes them
+# itself but warns that it had to.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("declare_length", [True, False])
+async def test_bodies_over_one_mebibyte_are_refused(
+    api: respx.Router, declare_length: bool
+) -> None:
+    """Over 1 MiB is refused, whether announced by Content-Length or only streamed."""
+    chunk = b" " * 65536
+
+    async def endless() -> Any:
+        for _ in range(17):
+            yield chunk
+
+    headers = {"Content-Length": str(17 * 65536)} if declare_length else {}
+    api.get(SLICES).respond(200, headers=headers, stream=httpx.ByteStream(chunk * 17))
+    if not declare_length:
+        api.get(SLICES).mock(return_value=httpx.Response(200, content=endless()))
+    async with make_client(api) as client:
+        with pytest.raises(InvalidResponseError, match="more than 1048576 bytes"):
+            await client.data_slices()
+
+
+async def test_connection_errors_and_timeouts(api: respx.Router) -> None:
+    """Transport failures become APIConnectionError and APITimeoutError."""
+    api.get(SLICES).mock(side_effect=httpx.ConnectError("connection refused"))
+    api.get(REALTIME).mock(side_effect=httpx.ReadTimeout("read timed out"))
+    async with make_client(api, max_retries=0) as client:
+        with pytest.raises(APIConnectionError, match="ConnectError: connection refused") as caught:
+            await client.data_slices()
+        assert type(caught.value) is APIConnectionError
+        with pytest.raises(APITimeoutError, match="timed out"):
+            await client.realtime(SLICE_ID)
+
+
+# Lifecycle ---------------------------------------------------------------------------------
+
+
+async def test_closed_client_refuses_calls(api: respx.Router) -> None:
+    """After aclose() (idempotent) calls raise ClientStateError and send nothing."""
+    client = make_client(api)
+    await client.aclose()
+    await client.aclose()
+    assert "closed" in repr(client)
+    with pytest.raises(ClientStateError, match="closed"):
+        await client.data_slices()
+    with pytest.raises(ClientStateError, match="closed"):
+        await client.realtime_many([Target(SLICE_ID)])
+    with pytest.raises(ClientStateError, match="closed"):
+        async with client:
+            pass
+    assert api.calls.call_count == 0
+
+
+async def test_user_http_client_is_not_closed(api: respx.Router) -> None:
+    """A user's http_client works, never follows redirects, and stays open after aclose()."""
+    api.get(SLICES).respond(json=sample_payload("data_slices"))
+    api.get(REALTIME).respond(302, headers={"Location": "https://other.example/"})
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(api.async_handler), follow_redirects=True
+    ) as http_client:
+        async with make_client(api, transport=None, http_client=http_client) as client:
+            assert len(await client.data_slices()) == 2
+            with pytest.raises(APIStatusError) as caught:
+                await client.realtime(SLICE_ID)
+            assert caught.value.status_code == 302
+        assert not http_client.is_closed
+    assert query(api.calls[0].request)["api_key"] == API_KEY
+
+
+def test_use_from_another_event_loop_is_refused(api: respx.Router) -> None:
+    """A client used in one event loop raises ClientStateError in the next one."""
+    api.get(SLICES).respond(json=sample_payload("data_slices"))
+    client = make_client(api)
+    assert len(anyio.run(client.data_slices)) == 2
+    with pytest.raises(ClientStateError, match="another event loop"):
+        anyio.run(client.data_slices, backend="trio")
+    anyio.run(client.aclose)
+
+
+# Many targets --------------------------------------------------------------------------------
+
+
+async def test_realtime_many_keeps_order_and_isolates_failures(
+    api: respx.Router, utc_clock: FakeUTCClock
+) -> None:
+    """Each target gets a snapshot in order; a failing one carries its error."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        connected = int(request.url.params["data_slice"])
+        if connected == 3:
+            return httpx.Response(404)
+        return httpx.Response(
+            200, json={"status": "Ok", "realtime_data": {"connected": connected, "bandwidth": 0}}
+        )
+
+    api.get(REALTIME).mock(side_effect=answer)
+    targets = [Target(str(n)) for n in range(6)]
+    async with make_client(api, clock=utc_clock) as client:
+        snapshots = await client.realtime_many(targets, concurrency=2)
+    assert [s.target for s in snapshots] == targets
+    assert [s.stats.connected if s.stats else None for s in snapshots] == [0, 1, 2, None, 4, 5]
+    failed = snapshots[3]
+    assert isinstance(failed.error, APIStatusError)
+    assert failed.error.status_code == 404
+    assert all(s.error is None for i, s in enumerate(snapshots) if i != 3)
+    assert all(s.fetched_at == utc_clock.now for s in snapshots)
+    assert all(s.latency >= 0 for s in snapshots)
+
+
+async def test_realtime_many_bounds_concurrency(api: respx.Router) -> None:
+    """No more than `concurrency` requests are in flight at once."""
+    in_flight = 0
+    most_in_flight = 0
+    release = anyio.Event()
+    arrived = 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most_in_flight, arrived
+        in_flight += 1
+        arrived += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        if arrived == 3:
+            release.set()
+        await release.wait()
+        in_flight -= 1
+        return httpx.Response(200, json=sample_payload("realtime_data"))
+
+    async with make_client(api, transport=httpx.MockTransport(answer)) as client:
+        snapshots = await client.realtime_many([Target(str(n)) for n in range(20)], concurrency=3)
+    assert most_in_flight == 3
+    assert all(s.stats is not None for s in snapshots)
+
+
+async def test_realtime_many_edge_cases(api: respx.Router) -> None:
+    """No targets gives no snapshots; a concurrency below 1 is refused."""
+    async with make_client(api) as client:
+        assert await client.realtime_many([]) == []
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            await client.realtime_many([Target(SLICE_ID)], concurrency=0)
+
+
+async def test_snapshot_of_one_target(api: respx.Router, utc_clock: FakeUTCClock) -> None:
+    """snapshot() returns the figures with the wall-clock time of the answer."""
+    api.get(REALTIME).respond(json=sample_payload("realtime_data"))
+    async with make_client(api, clock=utc_clock) as client:
+        snapshot = await client.snapshot(Target(DataSlice(id=SLICE_ID, name="x"), stream="s"))
+    assert snapshot.target == Target(SLICE_ID, stream="s")
+    assert snapshot.stats is not None
+    assert snapshot.stats.connected == 1
+    assert snapshot.error is None
+    assert snapshot.fetched_at == dt.datetime(2026, 11, 26, 23, 59, tzinfo=dt.timezone.utc)
+
+
+def test_target_is_a_hashable_value() -> None:
+    """Targets compare by value, hash, accept a DataSlice, and print readably."""
+    assert Target(DataSlice(id="a", name="n")) == Target("a")
+    assert len({Target("a"), Target("a"), Target("a", stream="s")}) == 2
+    assert str(Target("a", stream="s", server="v")) == "data_slice=a stream=s server=v"
+    assert str(Target("a")) == "data_slice=a"

@@ -1,0 +1,39 @@
+"""An async client for the WMSPanel realtime stats API, for asyncio and trio."""
+
+from ._client import WMSPanelClient, __version__
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientStateError,
+    ConfigurationError,
+    InvalidResponseError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+    WMSPanelError,
+)
+from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "ClientStateError",
+    "ConfigurationError",
+    "DataSlice",
+    "GeoEntry",
+    "InvalidResponseError",
+    "QuotaExhaustedError",
+    "QuotaStatus",
+    "RateLimitError",
+    "RealtimeStats",
+    "ServerError",
+    "Snapshot",
+    "Target",
+    "WMSPanelClient",
+    "WMSPanelError",
+    "__version__",
+]

@@ -1,0 +1,498 @@
+"""``WMSPanelClient``: its lifecycle, one method per endpoint, and the request pipeline.
+
+One call travels: method -> ``_call`` (deadline, quota, retries) -> ``_attempt`` (one HTTP
+exchange, status and size checks) -> ``CredentialsTransport`` (adds the key) -> the network;
+then the body goes through ``_converter`` into a model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Iterable
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import TypeVar
+
+import anyio
+import anyio.lowlevel
+import httpx
+
+from ._converter import parse_data_slices, parse_realtime
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientStateError,
+    ConfigurationError,
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+    WMSPanelError,
+)
+from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._quota import DailyQuota, UTCClock, utc_now
+from ._retry import (
+    MAX_RETRY_AFTER,
+    RETRYABLE_STATUSES,
+    RetryBudget,
+    backoff_delay,
+    parse_retry_after,
+)
+from ._transport import HTTPX_LOG_FILTER, REDACTED, CredentialsTransport
+
+logger = logging.getLogger("wmspanel_async")
+
+DEFAULT_BASE_URL = "https://api.wmspanel.com"
+DEFAULT_DAILY_LIMIT = 15_000
+#: Bodies above this are refused unread: the documented answers are a few KiB at most.
+MAX_BODY_BYTES = 1024 * 1024
+
+try:
+    __version__ = version("wmspanel-async")
+except PackageNotFoundError:  # pragma: no cover - only when run from a bare source tree
+    __version__ = "0+unknown"
+
+_T = TypeVar("_T")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_base_url(base_url: str) -> httpx.URL:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        msg = f"base_url {base_url!r} is not a valid URL: {exc}"
+        raise ConfigurationError(msg) from None
+    if not url.host:
+        msg = f"base_url {base_url!r} has no host; give a full URL like {DEFAULT_BASE_URL!r}"
+        raise ConfigurationError(msg)
+    if url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.host)):
+        return url
+    msg = (
+        f"base_url {str(url.copy_with(query=None))!r} is not HTTPS; the API key travels in the "
+        "query string, so only https:// URLs (or http:// on a loopback address) are allowed"
+    )
+    raise ConfigurationError(msg)
+
+
+def _checked_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout <= 0:
+        msg = f"timeout must be a positive number of seconds, got {timeout!r}"
+        raise ConfigurationError(msg)
+    return httpx.Timeout(timeout, connect=min(timeout, 5.0))
+
+
+def _setting(value: str | None, variable: str, what: str) -> str:
+    value = value or os.environ.get(variable)
+    if not value:
+        msg = (
+            f"no {what}: pass it to WMSPanelClient or set the {variable} environment variable "
+            "(WMSPanel shows it under API settings)"
+        )
+        raise ConfigurationError(msg)
+    return value
+
+
+def _nonnegative(value: int, name: str) -> int:
+    if value < 0:
+        msg = f"{name} must be 0 or more, got {value!r}"
+        raise ConfigurationError(msg)
+    return value
+
+
+class WMSPanelClient:
+    """An async client for the WMSPanel realtime stats API.
+
+    Use it as an async context manager (or call :meth:`aclose`), inside one event loop;
+    asyncio and trio both work. All calls go through one connection pool and share one
+    daily call budget and one retry budget.
+
+    Args:
+        client_id: The account's client id; defaults to ``$WMSPANEL_CLIENT_ID``.
+        api_key: The API key; defaults to ``$WMSPANEL_API_KEY``. It is never shown in a
+            message, ``repr`` or log record.
+        base_url: The API, or a proxy of yours in front of it; defaults to
+            ``$WMSPANEL_BASE_URL``, then ``https://api.wmspanel.com``. Must be HTTPS unless
+            its host is a loopback address.
+        timeout: Seconds one HTTP attempt may take (connecting: at most 5), or an
+            ``httpx.Timeout``.
+        max_retries: Retries after a connection error, timeout, 408, 429 or 5xx.
+        transport: An httpx transport to send requests through, for tests and custom
+            networking; the credentials are still added below it.
+        http_client: An ``httpx.AsyncClient`` of yours to send requests through; it is
+            never closed by us. Its own hooks see the credentials in request URLs, so prefer
+            ``transport`` where you can.
+        daily_limit: Calls allowed per UTC day; WMSPanel's default is 15,000.
+        deadline: Seconds one call may take in all, retries and waits included, or
+            ``None`` for no limit.
+        max_connections: Size of the connection pool.
+        clock: Returns the current aware UTC datetime; tests pass a fake one.
+
+    Raises:
+        ConfigurationError: Credentials are missing, the base URL is not HTTPS, or an
+            argument is out of range.
+    """
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        max_retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        daily_limit: int = DEFAULT_DAILY_LIMIT,
+        deadline: float | None = 30.0,
+        max_connections: int = 10,
+        clock: UTCClock = utc_now,
+    ) -> None:
+        self.client_id = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
+        api_key = _setting(api_key, "WMSPANEL_API_KEY", "API key")
+        self.base_url = _checked_base_url(
+            base_url or os.environ.get("WMSPANEL_BASE_URL") or DEFAULT_BASE_URL
+        )
+        self.max_retries = _nonnegative(max_retries, "max_retries")
+        if daily_limit < 1 or max_connections < 1:
+            msg = "daily_limit and max_connections must be 1 or more"
+            raise ConfigurationError(msg)
+        if deadline is not None and deadline <= 0:
+            msg = f"deadline must be a positive number of seconds or None, got {deadline!r}"
+            raise ConfigurationError(msg)
+        if transport is not None and http_client is not None:
+            msg = "pass either transport or http_client, not both"
+            raise ConfigurationError(msg)
+
+        self._api_key = api_key
+        self._deadline = deadline
+        self._timeout = _checked_timeout(timeout)
+        self._clock = clock
+        self._quota = DailyQuota(daily_limit, clock)
+        self._retry_budget = RetryBudget()
+        self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
+        self._closed = False
+        self._event_loop: object = None
+        self._owns_http_client = http_client is None
+        if http_client is None:
+            limits = httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            )
+            inner = transport or httpx.AsyncHTTPTransport(limits=limits)
+            transport = CredentialsTransport(inner, self.client_id, api_key)
+            self._http = httpx.AsyncClient(transport=transport)
+            self._credential_params: dict[str, str] = {}
+        else:
+            # Not our transport to wrap: the credentials must ride in the URL httpx sees.
+            self._http = http_client
+            self._credential_params = {"client_id": self.client_id, "api_key": api_key}
+            logging.getLogger("httpx").addFilter(HTTPX_LOG_FILTER)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return (
+            f"<WMSPanelClient client_id={self.client_id!r} base_url={str(self.base_url)!r}{state}>"
+        )
+
+    async def __aenter__(self) -> WMSPanelClient:
+        self._check_usable()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it is a user's ``http_client``); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http_client:
+            await self._http.aclose()
+
+    @property
+    def quota(self) -> QuotaStatus:
+        """The daily call budget as this client counted it; every HTTP attempt counts one."""
+        return self._quota.status()
+
+    async def data_slices(self) -> list[DataSlice]:
+        """Fetch the data slices this key may see (``GET /v1/data_slices``).
+
+        Returns:
+            The slices, in the API's order.
+
+        Raises:
+            WMSPanelError: One of its subclasses, for whatever went wrong.
+        """
+        return await self._call("/v1/data_slices", {}, parse_data_slices)
+
+    async def realtime(
+        self,
+        data_slice: DataSlice | str,
+        *,
+        stream: str | None = None,
+        server: str | None = None,
+    ) -> RealtimeStats:
+        """Fetch realtime figures (``GET /v1/realtime_data``).
+
+        Args:
+            data_slice: The slice, or its id.
+            stream: Only this stream (regular slices only; lite slices have none).
+            server: Only this server's share.
+
+        Returns:
+            The figures now.
+
+        Raises:
+            WMSPanelError: One of its subclasses, for whatever went wrong.
+        """
+        return await self._fetch(Target(data_slice, stream=stream, server=server))
+
+    async def snapshot(self, target: Target) -> Snapshot:
+        """Fetch one target and return its figures, or the error, as a :class:`Snapshot`.
+
+        Only errors of ours are caught into the snapshot; cancellation passes through.
+        """
+        started = anyio.current_time()
+        stats, error = None, None
+        try:
+            stats = await self._fetch(target)
+        except WMSPanelError as exc:
+            error = exc
+        return Snapshot(
+            target=target,
+            stats=stats,
+            error=error,
+            fetched_at=self._clock(),
+            latency=anyio.current_time() - started,
+        )
+
+    async def realtime_many(
+        self, targets: Iterable[Target], *, concurrency: int = 10
+    ) -> list[Snapshot]:
+        """Fetch many targets at once, at most ``concurrency`` at a time.
+
+        A failing target does not stop the others: its snapshot carries the error.
+
+        Args:
+            targets: What to fetch.
+            concurrency: Requests in flight at most.
+
+        Returns:
+            One snapshot per target, in the order of ``targets``.
+
+        Raises:
+            ClientStateError: The client is closed or belongs to another event loop.
+            ConfigurationError: ``concurrency`` is below 1.
+        """
+        self._check_usable()
+        if concurrency < 1:
+            msg = f"concurrency must be 1 or more, got {concurrency!r}"
+            raise ConfigurationError(msg)
+        targets = list(targets)
+        snapshots: list[Snapshot | None] = [None] * len(targets)
+        pending = iter(enumerate(targets))
+
+        async def work_through_pending() -> None:
+            for index, target in pending:
+                snapshots[index] = await self.snapshot(target)
+
+        async with anyio.create_task_group() as task_group:
+            for _ in range(min(concurrency, len(targets))):
+                task_group.start_soon(work_through_pending)
+        return [snapshot for snapshot in snapshots if snapshot is not None]
+
+    async def _fetch(self, target: Target) -> RealtimeStats:
+        if not target.data_slice:
+            msg = "data_slice is empty; pass a DataSlice or its id"
+            raise ConfigurationError(msg)
+        params = {"data_slice": target.data_slice}
+        if target.stream is not None:
+            params["stream"] = target.stream
+        if target.server is not None:
+            params["server"] = target.server
+        return await self._call("/v1/realtime_data", params, parse_realtime)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            msg = "this WMSPanelClient is closed; create a new one for further calls"
+            raise ClientStateError(msg)
+        event_loop = anyio.lowlevel.current_token().native_token
+        if self._event_loop is None:
+            self._event_loop = event_loop
+        elif self._event_loop is not event_loop:
+            msg = (
+                "this WMSPanelClient was first used in another event loop, and its connections "
+                "belong to that loop; create one client per event loop"
+            )
+            raise ClientStateError(msg)
+
+    async def _call(self, path: str, params: dict[str, str], parse: Callable[[bytes], _T]) -> _T:
+        self._check_usable()
+        try:
+            with anyio.move_on_after(self._deadline) as deadline_scope:
+                return parse(await self._get_with_retries(path, params, deadline_scope))
+            msg = (
+                f"GET {path} did not finish within its {self._deadline:g} s deadline, retries "
+                "included; check the network or raise the client's deadline"
+            )
+            raise APITimeoutError(msg)
+        except WMSPanelError as exc:
+            # Last line of defence: a server may echo the query string in what we quote.
+            exc.args = self._redacted(exc.args)
+            raise
+
+    def _redacted(self, args: tuple[object, ...]) -> tuple[object, ...]:
+        return tuple(
+            arg.replace(self._api_key, REDACTED) if isinstance(arg, str) else arg for arg in args
+        )
+
+    async def _get_with_retries(
+        self, path: str, params: dict[str, str], deadline_scope: anyio.CancelScope
+    ) -> bytes:
+        retry_costs = 0
+        attempt = 0
+        while True:
+            self._quota.spend()
+            try:
+                body = await self._attempt(path, params, attempt)
+            except (APIConnectionError, APIStatusError) as error:
+                delay = self._retry_delay(error, attempt, deadline_scope.deadline)
+                if delay is None:
+                    raise
+                cost = self._retry_budget.withdraw(after_timeout=isinstance(error, APITimeoutError))
+                if cost is None:
+                    raise
+                retry_costs += cost
+                attempt += 1
+                logger.warning(
+                    "GET %s failed (%s: %s); retry %d of %d in %.2f s",
+                    path,
+                    type(error).__name__,
+                    error,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                await anyio.sleep(delay)
+            else:
+                self._retry_budget.deposit(retry_costs)
+                return body
+
+    def _retry_delay(
+        self, error: APIConnectionError | APIStatusError, attempt: int, deadline: float
+    ) -> float | None:
+        """Return how long to wait before retrying after ``error``, or ``None`` to give up."""
+        if attempt >= self.max_retries or self._quota.status().remaining == 0:
+            return None
+        if isinstance(error, APIStatusError):
+            if error.status_code not in RETRYABLE_STATUSES:
+                return None
+            if error.retry_after is not None:
+                if error.retry_after > MAX_RETRY_AFTER:
+                    return None
+                delay = error.retry_after
+            else:
+                delay = backoff_delay(attempt)
+        else:
+            delay = backoff_delay(attempt)
+        # A wait that would end past the deadline cannot help; fail now with the real cause.
+        return delay if anyio.current_time() + delay < deadline else None
+
+    async def _attempt(self, path: str, params: dict[str, str], attempt: int) -> bytes:
+        request = self._http.build_request(
+            "GET",
+            self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path),
+            params={**params, **self._credential_params},
+            headers=self._headers,
+            timeout=self._timeout,
+        )
+        started = anyio.current_time()
+        try:
+            # Never follow a redirect, whatever a user's http_client says: it would carry the
+            # key to another address.
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                body = await self._read_body(response)
+            finally:
+                await response.aclose()
+        except httpx.RequestError as exc:
+            # A transport's error may quote the URL it was given, and that URL holds the key.
+            exc.args = self._redacted(exc.args)
+            if isinstance(exc, httpx.TimeoutException):
+                msg = f"GET {path} timed out ({type(exc).__name__}); the API or network is slow"
+                raise APITimeoutError(msg) from exc
+            msg = f"GET {path} failed: {type(exc).__name__}: {exc}; check the network and base_url"
+            raise APIConnectionError(msg) from exc
+        logger.debug(
+            "GET %s -> %d in %.3f s (attempt %d of %d)",
+            path,
+            response.status_code,
+            anyio.current_time() - started,
+            attempt + 1,
+            self.max_retries + 1,
+        )
+        if not response.is_success:
+            raise self._status_error(path, response)
+        return body
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        too_large = (
+            f"the API answered more than {MAX_BODY_BYTES} bytes; the documented answers are "
+            "far smaller, so base_url probably points at something else"
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise InvalidResponseError(too_large)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise InvalidResponseError(too_large)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _status_error(self, path: str, response: httpx.Response) -> APIStatusError:
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        if status in (401, 403):
+            msg = (
+                f"the API refused the credentials of client_id {self.client_id!r} ({status}): "
+                "either client_id or api_key is wrong, or this machine's IP address is not on "
+                "the account's API whitelist in WMSPanel"
+            )
+            return AuthenticationError(msg, status_code=status)
+        if status == 429:
+            wait = f" and asks to wait {retry_after:g} s" if retry_after is not None else ""
+            msg = f"GET {path}: the API is rate limiting this account (429){wait}; poll less often"
+            return RateLimitError(msg, status_code=status, retry_after=retry_after)
+        if status >= 500:
+            msg = f"GET {path}: the API failed on its side ({status} {response.reason_phrase})"
+            return ServerError(msg, status_code=status, retry_after=retry_after)
+        if response.is_redirect:
+            location = httpx.URL(response.headers.get("Location", "")).copy_with(query=None)
+            msg = (
+                f"GET {path} was redirected ({status}) to {str(location)!r}; redirects are not "
+                "followed because they would carry the API key elsewhere: set base_url to the "
+                "address that answers"
+            )
+            return APIStatusError(msg, status_code=status)
+        msg = f"GET {path}: the API answered {status} {response.reason_phrase}"
+        return APIStatusError(msg, status_code=status, retry_after=retry_after)

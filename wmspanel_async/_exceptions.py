@@ -1,0 +1,94 @@
+"""The exception tree of wmspanel-async.
+
+Every failure leaves the package as one of these, so ``except WMSPanelError`` catches all of
+them and nothing raw from httpx, anyio or cattrs ever reaches the caller::
+
+    WMSPanelError
+    ├── ConfigurationError        bad or missing settings, found before anything is sent
+    ├── ClientStateError          the client is closed or used from another event loop
+    ├── QuotaExhaustedError       the local daily call budget is spent
+    ├── InvalidResponseError      the answer is not what the API documents
+    ├── APIConnectionError        no answer: connection failed, reset, ...
+    │   └── APITimeoutError       no answer in time
+    └── APIStatusError            an HTTP status we do not accept
+        ├── AuthenticationError   403: wrong credentials or caller IP not whitelisted
+        ├── RateLimitError        429
+        └── ServerError           5xx
+
+No message ever contains the API key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+class WMSPanelError(Exception):
+    """Base class of every error raised by wmspanel-async."""
+
+
+class ConfigurationError(WMSPanelError):
+    """The client was configured wrongly; fix the arguments or the environment."""
+
+
+class ClientStateError(WMSPanelError):
+    """The client cannot be used any more: it was closed, or belongs to another event loop."""
+
+
+class QuotaExhaustedError(WMSPanelError):
+    """The local daily call budget is spent; no request was sent.
+
+    Attributes:
+        resets_at: When the budget is renewed (the next 00:00 UTC).
+    """
+
+    def __init__(self, message: str, *, resets_at: dt.datetime) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
+class InvalidResponseError(WMSPanelError):
+    """The API answered something that is not the documented JSON.
+
+    Attributes:
+        field: The path of the offending field (for example ``realtime_data.connected``),
+            or ``None`` when the whole body is at fault.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class APIConnectionError(WMSPanelError):
+    """No answer came back: the connection failed or broke off."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer came back in time."""
+
+
+class APIStatusError(WMSPanelError):
+    """The API answered with an HTTP status other than 200.
+
+    Attributes:
+        status_code: The HTTP status code of the answer.
+        retry_after: Seconds the server asked us to wait (``Retry-After``), or ``None``.
+    """
+
+    def __init__(self, message: str, *, status_code: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class AuthenticationError(APIStatusError):
+    """403: the credentials are wrong, or the caller's IP is not on the account's whitelist."""
+
+
+class RateLimitError(APIStatusError):
+    """429: the API asks us to slow down; see ``retry_after``."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the API failed on its side."""
