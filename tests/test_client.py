@@ -7,8 +7,7 @@ import anyio
 import httpx
 import pytest
 import respx
-
-from tests.conftest import (
+from conftest import (
     API_KEY,
     CLIENT_ID,
     SLICE_ID,
@@ -16,6 +15,7 @@ from tests.conftest import (
     make_client,
     sample_payload,
 )
+
 from wmspanel_async import (
     APIConnectionError,
     APIStatusError,

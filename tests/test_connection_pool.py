@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.abc
 import pytest
+from conftest import API_KEY, CLIENT_ID, SLICE_ID, sample_payload
 
-from tests.conftest import API_KEY, CLIENT_ID, SLICE_ID, sample_payload
 from wmspanel_async import WMSPanelClient
 
 pytestmark = pytest.mark.anyio

@@ -4,8 +4,8 @@ import json
 from typing import Any
 
 import pytest
+from conftest import sample_payload
 
-from tests.conftest import sample_payload
 from wmspanel_async import DataSlice, GeoEntry, InvalidResponseError, RealtimeStats
 from wmspanel_async._converter import make_wire_converter, parse_data_slices, parse_realtime
 
@@ -104,8 +104,8 @@ def test_slice_list_entry_path() -> None:
         (b"[1, 2]", "a JSON list, expected an object", None),
         (b'{"realtime_data": {}}', "has no status field", "status"),
         (
-            b'{"status": "Error", "message": "no slice"}',
-            "status 'Error' instead of \"Ok\"",
+            b'{"status": "Error", "message": "no such slice"}',
+            "status 'Error' instead of \"Ok\": no such slice",
             "status",
         ),
     ],
@@ -118,3 +118,10 @@ def test_bodies_that_are_not_the_documented_json(
         parse_realtime(raw)
     assert message in str(caught.value)
     assert caught.value.field == field
+
+
+def test_only_a_textual_message_is_quoted() -> None:
+    """A non-string "message" beside a bad status is left out of the error text."""
+    with pytest.raises(InvalidResponseError) as caught:
+        parse_realtime(b'{"status": "Error", "message": 7}')
+    assert str(caught.value) == "the API answered status 'Error' instead of \"Ok\""

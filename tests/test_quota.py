@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 import respx
+from conftest import SLICE_ID, FakeUTCClock, make_client, sample_payload
 
-from tests.conftest import SLICE_ID, FakeUTCClock, make_client, sample_payload
 from wmspanel_async import QuotaExhaustedError, QuotaStatus, Target
 from wmspanel_async._quota import DailyQuota, next_utc_midnight
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 import respx
+from conftest import API_KEY, SLICE_ID, make_client
 
-from tests.conftest import API_KEY, SLICE_ID, make_client
 from wmspanel_async import WMSPanelClient, WMSPanelError
 
 pytestmark = pytest.mark.anyio

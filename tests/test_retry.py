@@ -11,8 +11,8 @@ import anyio
 import httpx
 import pytest
 import respx
+from conftest import FakeUTCClock, make_client, sample_payload
 
-from tests.conftest import FakeUTCClock, make_client, sample_payload
 from wmspanel_async import (
     APIConnectionError,
     APIStatusError,

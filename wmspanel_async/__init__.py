@@ -15,6 +15,7 @@ from ._exceptions import (
     WMSPanelError,
 )
 from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._poller import PollerStats, SnapshotStream
 
 __all__ = [
     "APIConnectionError",
@@ -26,12 +27,14 @@ __all__ = [
     "DataSlice",
     "GeoEntry",
     "InvalidResponseError",
+    "PollerStats",
     "QuotaExhaustedError",
     "QuotaStatus",
     "RateLimitError",
     "RealtimeStats",
     "ServerError",
     "Snapshot",
+    "SnapshotStream",
     "Target",
     "WMSPanelClient",
     "WMSPanelError",

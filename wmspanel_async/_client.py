@@ -7,6 +7,7 @@ then the body goes through ``_converter`` into a model.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -33,6 +34,7 @@ from ._exceptions import (
     WMSPanelError,
 )
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._poller import OnQuota, SnapshotStream
 from ._quota import DailyQuota, UTCClock, utc_now
 from ._retry import (
     MAX_RETRY_AFTER,
@@ -139,10 +141,12 @@ class WMSPanelClient:
             ``None`` for no limit.
         max_connections: Size of the connection pool.
         clock: Returns the current aware UTC datetime; tests pass a fake one.
+        quota_file: A file to keep the day's call count in, so that it survives restarts
+            (written atomically after every call), or ``None`` to count in memory only.
 
     Raises:
-        ConfigurationError: Credentials are missing, the base URL is not HTTPS, or an
-            argument is out of range.
+        ConfigurationError: Credentials are missing, the base URL is not HTTPS, an
+            argument is out of range, or ``quota_file`` cannot be written.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class WMSPanelClient:
         deadline: float | None = 30.0,
         max_connections: int = 10,
         clock: UTCClock = utc_now,
+        quota_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.client_id = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
         api_key = _setting(api_key, "WMSPANEL_API_KEY", "API key")
@@ -180,12 +185,13 @@ class WMSPanelClient:
         self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
-        self._quota = DailyQuota(daily_limit, clock)
+        self._quota = DailyQuota(daily_limit, clock, quota_file)
         self._retry_budget = RetryBudget()
         self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
         self._closed = False
         self._event_loop: object = None
         self._owns_http_client = http_client is None
+        self._max_connections = max_connections if http_client is None else None
         if http_client is None:
             limits = httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -264,15 +270,20 @@ class WMSPanelClient:
         """
         return await self._fetch(Target(data_slice, stream=stream, server=server))
 
-    async def snapshot(self, target: Target) -> Snapshot:
+    async def snapshot(self, target: Target, *, max_retries: int | None = None) -> Snapshot:
         """Fetch one target and return its figures, or the error, as a :class:`Snapshot`.
 
         Only errors of ours are caught into the snapshot; cancellation passes through.
+
+        Args:
+            target: What to fetch.
+            max_retries: Retries for this call, instead of the client's ``max_retries``;
+                the poller passes 0, since its next tick is the retry.
         """
         started = anyio.current_time()
         stats, error = None, None
         try:
-            stats = await self._fetch(target)
+            stats = await self._fetch(target, max_retries)
         except WMSPanelError as exc:
             error = exc
         return Snapshot(
@@ -318,7 +329,7 @@ class WMSPanelClient:
                 task_group.start_soon(work_through_pending)
         return [snapshot for snapshot in snapshots if snapshot is not None]
 
-    async def _fetch(self, target: Target) -> RealtimeStats:
+    async def _fetch(self, target: Target, max_retries: int | None = None) -> RealtimeStats:
         if not target.data_slice:
             msg = "data_slice is empty; pass a DataSlice or its id"
             raise ConfigurationError(msg)
@@ -327,7 +338,7 @@ class WMSPanelClient:
             params["stream"] = target.stream
         if target.server is not None:
             params["server"] = target.server
-        return await self._call("/v1/realtime_data", params, parse_realtime)
+        return await self._call("/v1/realtime_data", params, parse_realtime, max_retries)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -343,11 +354,18 @@ class WMSPanelClient:
             )
             raise ClientStateError(msg)
 
-    async def _call(self, path: str, params: dict[str, str], parse: Callable[[bytes], _T]) -> _T:
+    async def _call(
+        self,
+        path: str,
+        params: dict[str, str],
+        parse: Callable[[bytes], _T],
+        max_retries: int | None = None,
+    ) -> _T:
         self._check_usable()
+        retries = self.max_retries if max_retries is None else max_retries
         try:
             with anyio.move_on_after(self._deadline) as deadline_scope:
-                return parse(await self._get_with_retries(path, params, deadline_scope))
+                return parse(await self._get_with_retries(path, params, deadline_scope, retries))
             msg = (
                 f"GET {path} did not finish within its {self._deadline:g} s deadline, retries "
                 "included; check the network or raise the client's deadline"
@@ -364,7 +382,11 @@ class WMSPanelClient:
         )
 
     async def _get_with_retries(
-        self, path: str, params: dict[str, str], deadline_scope: anyio.CancelScope
+        self,
+        path: str,
+        params: dict[str, str],
+        deadline_scope: anyio.CancelScope,
+        max_retries: int,
     ) -> bytes:
         retry_costs = 0
         attempt = 0
@@ -373,7 +395,7 @@ class WMSPanelClient:
             try:
                 body = await self._attempt(path, params, attempt)
             except (APIConnectionError, APIStatusError) as error:
-                delay = self._retry_delay(error, attempt, deadline_scope.deadline)
+                delay = self._retry_delay(error, attempt, deadline_scope.deadline, max_retries)
                 if delay is None:
                     raise
                 cost = self._retry_budget.withdraw(after_timeout=isinstance(error, APITimeoutError))
@@ -387,7 +409,7 @@ class WMSPanelClient:
                     type(error).__name__,
                     error,
                     attempt,
-                    self.max_retries,
+                    max_retries,
                     delay,
                 )
                 await anyio.sleep(delay)
@@ -396,10 +418,14 @@ class WMSPanelClient:
                 return body
 
     def _retry_delay(
-        self, error: APIConnectionError | APIStatusError, attempt: int, deadline: float
+        self,
+        error: APIConnectionError | APIStatusError,
+        attempt: int,
+        deadline: float,
+        max_retries: int,
     ) -> float | None:
         """Return how long to wait before retrying after ``error``, or ``None`` to give up."""
-        if attempt >= self.max_retries or self._quota.status().remaining == 0:
+        if attempt >= max_retries or self._quota.status().remaining == 0:
             return None
         if isinstance(error, APIStatusError):
             if error.status_code not in RETRYABLE_STATUSES:
@@ -496,3 +522,103 @@ class WMSPanelClient:
             return APIStatusError(msg, status_code=status)
         msg = f"GET {path}: the API answered {status} {response.reason_phrase}"
         return APIStatusError(msg, status_code=status, retry_after=retry_after)
+
+    def poll(
+        self,
+        targets: Iterable[Target] = (),
+        *,
+        interval: float = 30.0,
+        concurrency: int | None = None,
+        on_quota: OnQuota = "stretch",
+        reserve: float = 0.05,
+        only_changes: bool = False,
+        raise_on_auth_error: bool = True,
+    ) -> SnapshotStream:
+        """Poll many targets at a fixed rate, within the daily quota, as a stream of snapshots.
+
+        Use the result as an async context manager, and iterate inside it::
+
+            async with client.poll(targets, interval=30.0) as snapshots:
+                async for snapshot in snapshots:
+                    ...
+
+        Target ``i`` of ``N`` is polled at ``start + i * interval / N + jitter +
+        k * interval`` (the jitter is under half a slot and under 1 s), so the requests are
+        spread over the interval and the schedule never drifts, however long it runs.
+        Each tick sends one request (no retries: the next tick is the retry);
+        a target still busy with its previous request, or whose previous snapshot was not
+        taken yet, skips its tick. Targets that keep failing back off (full jitter, up to 10
+        intervals, or as long as ``Retry-After`` asks); their snapshots carry the error.
+
+        Args:
+            targets: What to poll; :meth:`SnapshotStream.add` adds more later.
+            interval: Seconds between two polls of a target.
+            concurrency: Requests in flight at most; defaults to the client's
+                ``max_connections``, and may not exceed it.
+            on_quota: When the schedule needs more calls than are left until 00:00 UTC:
+                ``"stretch"`` polls less often so the calls last (with a warning),
+                ``"error"`` raises :class:`QuotaExhaustedError`.
+            reserve: Fraction of the daily limit left for other calls of this client.
+            only_changes: Hand over a target's snapshot only when its figures (or its
+                error type) differ from the last one handed over.
+            raise_on_auth_error: End the iteration by raising :class:`AuthenticationError`
+                when the API refuses the credentials; if false, the error is yielded in the
+                snapshots of each target like any other.
+
+        Returns:
+            The stream, not yet started: polling starts when the ``async with`` block is
+            entered and stops when it is left.
+
+        Raises:
+            ClientStateError: The client is closed or belongs to another event loop.
+            ConfigurationError: An argument is out of range.
+        """
+        self._check_usable()
+        pool = self._max_connections
+        if concurrency is None:
+            concurrency = pool or 10
+        elif pool is not None and concurrency > pool:
+            msg = (
+                f"concurrency={concurrency} exceeds the client's pool of {pool} connections; "
+                f"create the client with max_connections={concurrency}"
+            )
+            raise ConfigurationError(msg)
+        return SnapshotStream(
+            functools.partial(self.snapshot, max_retries=0),
+            targets,
+            quota=self._quota.status,
+            utc_clock=self._clock,
+            interval=interval,
+            concurrency=concurrency,
+            on_quota=on_quota,
+            reserve=reserve,
+            only_changes=only_changes,
+            raise_on_auth_error=raise_on_auth_error,
+        )
+
+    async def discover_targets(
+        self, *, streams: Iterable[str] = (), servers: Iterable[str] = ()
+    ) -> list[Target]:
+        """List a target for every data slice this key may see, ready for :meth:`poll`.
+
+        One call (``GET /v1/data_slices``). The API does not list a slice's streams, so
+        streams and servers to poll one by one are given here, by id.
+
+        Args:
+            streams: Stream ids; every slice gets one target per stream.
+            servers: Server ids; every slice gets one target per server.
+
+        Returns:
+            For each slice, in the API's order: the whole slice, then its stream targets,
+            then its server targets.
+
+        Raises:
+            WMSPanelError: One of its subclasses, for whatever went wrong.
+        """
+        streams, servers = tuple(streams), tuple(servers)
+        targets: list[Target] = []
+        for data_slice in await self.data_slices():
+            targets.append(Target(data_slice))
+            targets.extend(Target(data_slice, stream=stream) for stream in streams)
+            targets.extend(Target(data_slice, server=server) for server in servers)
+        return targets

@@ -111,6 +111,9 @@ def _decode(body: bytes) -> dict[str, Any]:
             if status is None
             else f'the API answered status {status!r:.80} instead of "Ok"'
         )
+        explanation = payload.get("message")
+        if isinstance(explanation, str) and explanation:
+            msg += f": {explanation:.200}"
         raise InvalidResponseError(msg, field="status")
     return payload
 

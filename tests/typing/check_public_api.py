@@ -9,6 +9,7 @@ import httpx
 from wmspanel_async import (
     APIStatusError,
     DataSlice,
+    PollerStats,
     QuotaStatus,
     RealtimeStats,
     Snapshot,
@@ -32,6 +33,14 @@ async def show_everything() -> None:
                 connected: int = snapshot.stats.connected
         quota: QuotaStatus = client.quota
         remaining: int = quota.remaining
+        async with client.poll(await client.discover_targets(), interval=5.0) as stream:
+            stream.add(Target("id", stream="s"), interval=60.0)
+            stream.set_interval(10.0)
+            async for polled in stream:
+                figures: RealtimeStats | None = polled.stats
+                stats_now: PollerStats = stream.stats
+                skipped: int = stats_now.skipped
+                stream.remove(polled.target)
         try:
             await client.realtime("id")
         except WMSPanelError as error:

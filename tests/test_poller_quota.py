@@ -1,0 +1,385 @@
+"""The poller within the daily quota: stretching, the reserve, pausing, and the quota file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from conftest import API_KEY, CLIENT_ID
+from test_poller import (
+    A,
+    B,
+    C,
+    FakeAPI,
+    VirtualUTC,
+    consume,
+    gaps,
+    make_client,
+)
+
+from wmspanel_async import (
+    ConfigurationError,
+    QuotaExhaustedError,
+    RealtimeStats,
+    Snapshot,
+    SnapshotStream,
+    Target,
+    WMSPanelClient,
+)
+from wmspanel_async._poller import Fetch
+from wmspanel_async._quota import DailyQuota
+
+pytestmark = pytest.mark.anyio
+
+MAY_1 = dt.date(2024, 5, 1)
+MIDNIGHT = dt.datetime(2024, 5, 2, tzinfo=dt.timezone.utc)
+
+
+def at(hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2024, 5, 1, hour, minute, tzinfo=dt.timezone.utc)
+
+
+def poller_messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "wmspanel_async.poller" and record.levelno == level
+    ]
+
+
+# -- stretching -----------------------------------------------------------------------------
+
+
+@pytest.mark.virtual_time
+async def test_stretches_to_last_until_the_reset_and_again_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At 23:00 with 950 calls to spend, 2 targets at 1 s poll every 7.6 s, then 182 s."""
+    api = FakeAPI()
+    seen: list[tuple[float, float]] = []
+    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
+        start = anyio.current_time()
+        async with client.poll([A, B], interval=1.0) as snapshots:
+            with anyio.move_on_after(5400.0):  # until 00:30
+                async for _ in snapshots:
+                    now = anyio.current_time() - start
+                    seen.append((now, snapshots.stats.effective_interval))
+                    if now < 3600:
+                        quota_before_midnight = snapshots.stats.quota
+    before = [when - start for when, _ in api.requests if when - start < 3600]
+    after = [when - start for when, _ in api.requests if when - start >= 3600]
+    # The day's 1000 calls less the 5 % reserve: used up, never exceeded.
+    assert 900 <= len(before) <= 950
+    assert quota_before_midnight.used == len(before)
+    # (In the last minutes, rounding to whole calls stretches it a little more.)
+    assert {round(interval, 2) for when, interval in seen if when < 3000} == {7.58}
+    assert all(interval >= 7.57 for _, interval in seen)
+    a_before = [when - start for when in api.times(A) if when - start < 3600]
+    assert gaps(a_before)[:100] == pytest.approx([7200 / 950] * 100)
+    # After the reset, the new day's budget is spread over 24 h.
+    assert {round(interval, 1) for when, interval in seen if when > 3601} == {181.9}
+    assert 15 <= len(after) <= 22
+    warnings = poller_messages(caplog, logging.WARNING)
+    assert "polling 2 targets every 1 s would need about 7200 calls" in warnings[0]
+    assert "950 are left after keeping 50 in reserve; polling every 7.58 s instead" in warnings[0]
+    assert "polling every 182 s instead" in warnings[-1]
+
+
+@pytest.mark.virtual_time
+async def test_reserve_is_left_for_on_demand_calls() -> None:
+    """After a stretched day of polling, calls of the client's own still find the reserve."""
+    api = FakeAPI()
+    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
+        async with client.poll([A, B, C], interval=1.0, reserve=0.1) as snapshots:
+            await consume(snapshots, 3599.0)
+        assert client.quota.used <= 900
+        for _ in range(100):
+            await client.realtime(A.data_slice)
+        assert client.quota.remaining == 1000 - 100 - snapshots.stats.polls
+
+
+@pytest.mark.virtual_time
+async def test_spent_budget_pauses_until_the_reset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With only the reserve left (as the quota file says), polling waits for 00:00 UTC."""
+    path = tmp_path / "quota.json"
+    path.write_text(json.dumps({"day": "2024-05-01", "used": 990}))
+    api = FakeAPI()
+    async with make_client(
+        api, utc=VirtualUTC(at(23, 50)), daily_limit=1000, quota_file=path
+    ) as client:
+        start = anyio.current_time()
+        async with client.poll([A, B], interval=60.0) as snapshots:
+            await anyio.sleep(300.0)
+            assert snapshots.stats.paused
+            taken = await consume(snapshots, 600.0)
+    assert api.requests
+    assert min(when - start for when, _ in api.requests) >= 600.0  # 00:00 UTC
+    assert taken[0][0] - start == pytest.approx(600.0, abs=1.0)
+    stats = snapshots.stats
+    assert not stats.paused
+    assert stats.skipped_quota == 20  # 10 minutes of ticks of 2 targets every minute
+    assert "pausing until the daily reset at 00:00 UTC, in 600 s" in caplog.text
+    assert json.loads(path.read_text())["day"] == "2024-05-02"
+
+
+@pytest.mark.virtual_time
+async def test_quota_refused_by_the_client_pauses_instead_of_yielding() -> None:
+    """A fetch refused by the client's own ledger is no target failure: pause until reset."""
+    utc = VirtualUTC(at(23, 59))
+    quota = DailyQuota(10**6, utc)
+    calls: list[float] = []
+
+    async def fetch(target: Target) -> Snapshot:
+        calls.append(anyio.current_time())
+        if len(calls) == 1:
+            error = QuotaExhaustedError("spent", resets_at=MIDNIGHT)
+            return Snapshot(target=target, stats=None, error=error, fetched_at=utc(), latency=0)
+        stats = RealtimeStats(connected=1, bandwidth=1)
+        return Snapshot(target=target, stats=stats, error=None, fetched_at=utc(), latency=0)
+
+    stream = SnapshotStream(fetch, [A], quota=quota.status, utc_clock=utc, interval=1.0)
+    async with stream:
+        start = anyio.current_time()
+        taken = await consume(stream, 120.0)
+    assert taken[0][0] - start == pytest.approx(60.0, abs=1.0)
+    assert all(snapshot.error is None for _, snapshot in taken)
+    assert calls[1] - calls[0] == pytest.approx(60.0, abs=1.0)
+    assert stream.stats.skipped_quota >= 60
+    assert stream.stats.errors == {}
+
+
+# -- on_quota="error" -----------------------------------------------------------------------
+
+
+@pytest.mark.virtual_time
+async def test_error_mode_raises_before_polling() -> None:
+    """on_quota="error" refuses a schedule that cannot last until 00:00 UTC, sending nothing."""
+    api = FakeAPI()
+    async with make_client(api, utc=VirtualUTC(at(12)), daily_limit=1000) as client:
+        with pytest.raises(QuotaExhaustedError, match="needs about 86400 calls") as raised:
+            async with client.poll([A, B], interval=1.0, on_quota="error"):
+                pass
+    assert raised.value.resets_at == MIDNIGHT
+    assert 'on_quota="stretch"' in str(raised.value)
+    assert api.requests == []
+
+
+@pytest.mark.virtual_time
+async def test_error_mode_refuses_changes_that_do_not_fit() -> None:
+    """add() and set_interval() raise, and change nothing, when the result would not fit."""
+    api = FakeAPI()
+    async with (
+        make_client(api, utc=VirtualUTC(at(12)), daily_limit=100_000) as client,
+        client.poll([A], interval=1.0, on_quota="error") as snapshots,
+    ):
+        with pytest.raises(QuotaExhaustedError):
+            snapshots.set_interval(0.4)
+        assert snapshots.stats.interval == 1.0
+        snapshots.add(B)
+        with pytest.raises(QuotaExhaustedError):
+            snapshots.add(C)
+        with pytest.raises(QuotaExhaustedError):
+            snapshots.add(B, interval=0.1)
+        assert snapshots.targets == (A, B)
+        await consume(snapshots, 10.0)
+    assert len(api.times(B)) == 10
+
+
+@pytest.mark.virtual_time
+async def test_error_mode_raises_at_midnight_when_a_day_does_not_fit() -> None:
+    """A schedule that fits the last hour but not a whole day fails at the reset."""
+    api = FakeAPI()
+    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=10_000) as client:
+        start = anyio.current_time()
+        with pytest.raises(QuotaExhaustedError, match="needs about 17280 calls"):
+            async with client.poll([A], interval=5.0, on_quota="error") as snapshots:
+                await consume(snapshots, 7200.0)
+        assert anyio.current_time() - start == pytest.approx(3600.0, abs=0.01)
+    assert len(api.requests) == 720
+
+
+# -- the quota file -------------------------------------------------------------------------
+
+
+def fixed(when: dt.datetime) -> VirtualUTC:
+    clock = VirtualUTC(when)
+    clock.origin = 0.0
+    return clock
+
+
+def test_quota_file_survives_restarts(tmp_path: Path) -> None:
+    """A new ledger on the same file goes on counting the same day; no temp file is left."""
+    path = tmp_path / "quota.json"
+    day = at(10).replace
+
+    quota = DailyQuota(100, lambda: day(hour=10), path)
+    for _ in range(3):
+        quota.spend()
+    assert json.loads(path.read_text()) == {"day": "2024-05-01", "used": 3}
+    again = DailyQuota(100, lambda: day(hour=11), path)
+    assert again.status().used == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["quota.json"]
+
+
+def test_quota_file_of_another_day_starts_at_zero(tmp_path: Path) -> None:
+    """A count saved yesterday does not count today, and the file is renewed."""
+    path = tmp_path / "quota.json"
+    path.write_text(json.dumps({"day": "2024-04-30", "used": 14_000}))
+    quota = DailyQuota(15_000, lambda: at(0, 5), path)
+    assert quota.status().used == 0
+    assert json.loads(path.read_text()) == {"day": "2024-05-01", "used": 0}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"day": "2024-05-01"}'])
+def test_unreadable_quota_file_is_ignored_with_a_warning(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that is not a day's count starts the day at zero, saying so."""
+    path = tmp_path / "quota.json"
+    path.write_text(content)
+    quota = DailyQuota(100, lambda: at(9), path)
+    assert quota.status().used == 0
+    assert "quota file" in caplog.text
+
+
+def test_unwritable_quota_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A quota file in a missing folder is refused when the ledger is made."""
+    with pytest.raises(ConfigurationError, match="cannot write the quota file"):
+        DailyQuota(100, lambda: at(9), tmp_path / "missing" / "quota.json")
+
+
+def test_quota_file_failing_later_keeps_counting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that cannot be written any more is warned about once; counting goes on."""
+    path = tmp_path / "quota.json"
+    quota = DailyQuota(100, lambda: at(9), path)
+    path.unlink()
+    path.mkdir()  # os.replace() onto a folder fails
+    quota.spend()
+    quota.spend()
+    assert quota.status().used == 2
+    assert caplog.text.count("cannot save the quota file") == 1
+    path.rmdir()
+    quota.spend()
+    assert json.loads(path.read_text())["used"] == 3
+
+
+@pytest.mark.virtual_time
+async def test_client_counts_its_calls_in_the_quota_file(tmp_path: Path) -> None:
+    """WMSPanelClient(quota_file=...) keeps its count across client instances."""
+    path = tmp_path / "quota.json"
+    api = FakeAPI()
+    utc = VirtualUTC(at(15))
+    for expected in (2, 4):
+        async with WMSPanelClient(
+            CLIENT_ID, API_KEY, transport=httpx.MockTransport(api), clock=utc, quota_file=path
+        ) as client:
+            await client.realtime(A.data_slice)
+            await client.realtime(B.data_slice)
+            assert client.quota.used == expected
+    assert API_KEY not in path.read_text()
+
+
+def fetch_spending(quota: DailyQuota, utc: VirtualUTC, calls: list[float]) -> Fetch:
+    """A fetch function that counts one call on ``quota``, as the client does."""
+
+    async def fetch(target: Target) -> Snapshot:
+        calls.append(anyio.current_time())
+        quota.spend()
+        stats = RealtimeStats(connected=1, bandwidth=1)
+        return Snapshot(target=target, stats=stats, error=None, fetched_at=utc(), latency=0)
+
+    return fetch
+
+
+@pytest.mark.virtual_time
+async def test_calls_spent_elsewhere_pause_polling_until_the_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When other calls eat the poller's share between two checks, it pauses until 00:00."""
+    caplog.set_level(logging.INFO, logger="wmspanel_async.poller")
+    utc = VirtualUTC(at(23, 50))
+    quota = DailyQuota(10_000, utc)
+    calls: list[float] = []
+    fetch = fetch_spending(quota, utc, calls)
+    stream = SnapshotStream(fetch, [A, B], quota=quota.status, utc_clock=utc, interval=1.0)
+    async with stream:
+        start = anyio.current_time()
+        with anyio.move_on_after(700.0):
+            async for _ in stream:
+                if anyio.current_time() - start >= 10 and quota.status().used < 100:
+                    while quota.status().remaining > 500 + 20:  # leave the poller 20 calls
+                        quota.spend()
+    spent_at = max(when - start for when in calls if when - start < 600)
+    assert 18 <= spent_at <= 21  # 20 more calls at 2 a second
+    assert min(when - start for when in calls if when - start > spent_at) >= 600.0
+    assert stream.stats.skipped_quota == pytest.approx(2 * (600 - spent_at), abs=3)
+    assert "pausing until the daily reset at 00:00 UTC" in caplog.text
+    assert "polling again" in caplog.text
+
+
+@pytest.mark.virtual_time
+async def test_calls_spent_elsewhere_raise_in_error_mode() -> None:
+    """With on_quota="error", running out between two checks raises QuotaExhaustedError."""
+    utc = VirtualUTC(at(23, 50))
+    quota = DailyQuota(10_000, utc)
+    calls: list[float] = []
+    fetch = fetch_spending(quota, utc, calls)
+    stream = SnapshotStream(
+        fetch, [A, B], quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error"
+    )
+
+    async def spend_all_but_20_then_poll() -> None:
+        async with stream:
+            async for _ in stream:
+                if quota.status().used < 100:
+                    while quota.status().remaining > 500 + 20:
+                        quota.spend()
+
+    with pytest.raises(QuotaExhaustedError, match="only 0 are left"):
+        await spend_all_but_20_then_poll()
+    assert 2 + 19 <= len(calls) <= 2 + 20  # one may have been on its way to the ledger
+
+
+@pytest.mark.virtual_time
+async def test_refused_fetch_raises_in_error_mode() -> None:
+    """A fetch the client's ledger refused ends iteration in on_quota="error" mode."""
+    utc = VirtualUTC(at(22))
+    quota = DailyQuota(10**6, utc)
+
+    async def fetch(target: Target) -> Snapshot:
+        error = QuotaExhaustedError("spent", resets_at=MIDNIGHT)
+        return Snapshot(target=target, stats=None, error=error, fetched_at=utc(), latency=0)
+
+    stream = SnapshotStream(
+        fetch, [A], quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error"
+    )
+    with pytest.raises(QuotaExhaustedError, match="spent"):
+        async with stream:
+            await consume(stream, 10.0)
+
+
+@pytest.mark.virtual_time
+async def test_stretch_relaxes_when_the_schedule_shrinks(caplog: pytest.LogCaptureFixture) -> None:
+    """A longer interval that fits the quota again ends the stretching, saying so."""
+    api = FakeAPI()
+    caplog.set_level(logging.INFO, logger="wmspanel_async.poller")
+    async with (
+        make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client,
+        client.poll([A, B], interval=1.0) as snapshots,
+    ):
+        assert await snapshots.__anext__()
+        assert snapshots.stats.effective_interval == pytest.approx(7200 / 950, rel=1e-3)
+        snapshots.set_interval(10.0)
+        await consume(snapshots, 100.0)
+        assert snapshots.stats.effective_interval == 10.0
+    assert "the daily quota allows polling every 10 s again" in caplog.text
+    assert gaps(api.times(A))[-5:] == pytest.approx([10.0] * 5)

@@ -1,0 +1,798 @@
+"""``client.poll()``: scheduling, per-target state and the snapshot stream.
+
+One tick of one target travels: the scheduler pops the target from a heap of due times and
+either skips the tick (counted: busy, consumer slow, backing off, quota) or hands the target
+to one of ``concurrency`` workers -> the worker awaits the fetch function the client gave us
+(one HTTP attempt, never retried here: the next tick is the retry) -> the snapshot waits in
+the target's one-snapshot slot -> the consumer takes it in ``async for``.
+
+This module never imports ``_client``: the client hands over what the poller needs (the
+fetch function, the quota's status and the UTC clock), so imports run one way.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Literal
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from ._exceptions import (
+    AuthenticationError,
+    ClientStateError,
+    ConfigurationError,
+    QuotaExhaustedError,
+    WMSPanelError,
+)
+from ._models import QuotaStatus, Snapshot, Target
+from ._quota import UTCClock
+
+logger = logging.getLogger("wmspanel_async.poller")
+
+#: Fetch one target once (no retries) and return its figures or the error as a snapshot.
+Fetch = Callable[[Target], Awaitable[Snapshot]]
+
+#: What to do when the requested schedule would spend more calls than are left today.
+OnQuota = Literal["stretch", "error"]
+
+#: Backoff after consecutive failures never waits longer than this many intervals.
+BACKOFF_CAP_INTERVALS = 10
+#: Targets are spread over the interval, each at a random point of the first part of its
+#: slot: this fraction of the slot, and never more than MAX_JITTER seconds.
+SPREAD_JITTER = 0.5
+MAX_JITTER = 1.0
+#: Seconds between checks that the schedule still fits the day's remaining calls.
+QUOTA_RECHECK = 60.0
+#: A new stretch factor within this ratio of the current one does not change the schedule.
+STRETCH_HYSTERESIS = 1.05
+#: How many recent polls the lateness figures of ``stats`` are computed from.
+LATENESS_WINDOW = 1024
+#: Wake this long after 00:00 UTC, so that the quota has surely rolled over.
+_AFTER_RESET = 0.001
+#: Float tolerance when finding the first schedule slot at or after a moment.
+_SLOT_EPSILON = 1e-9
+#: Event loops fire timers up to one clock resolution early; a tick due within this is due.
+_EARLY_WAKE = 1e-5
+
+
+def _checked_interval(seconds: float, what: str = "interval") -> float:
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
+        msg = f"{what} must be a positive number of seconds, got {seconds!r}"
+        raise ConfigurationError(msg)
+    return float(seconds)
+
+
+def _checked_target(target: object) -> Target:
+    if not isinstance(target, Target):
+        msg = f"expected a Target, got {type(target).__name__} {target!r:.60}"
+        raise ConfigurationError(msg)
+    if not target.data_slice:
+        msg = "a target's data_slice is empty; pass a DataSlice or its id"
+        raise ConfigurationError(msg)
+    return target
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@attrs.frozen(kw_only=True)
+class PollerStats:
+    """What a :class:`SnapshotStream` has done so far, at one moment.
+
+    Every tick of every target is either a poll or one of the skips, so
+    ``polls + skipped`` is the number of ticks that came due.
+
+    Attributes:
+        targets: Targets polled now.
+        interval: The interval asked for, in seconds (targets may override it).
+        effective_interval: The interval in force after stretching to fit the daily quota.
+        polls: Requests sent.
+        snapshots: Snapshots handed to the consumer.
+        unchanged: Snapshots not handed over because ``only_changes`` found them equal to
+            the target's previous one.
+        skipped_busy: Ticks skipped because the target's previous request was still in
+            flight or waiting for a free connection.
+        skipped_slow_consumer: Ticks skipped because the target's previous snapshot had not
+            been taken yet.
+        skipped_backoff: Ticks skipped while a failing target backs off.
+        skipped_quota: Ticks skipped because the poller's share of the daily calls was spent.
+        errors: Failed polls by error class name, for example ``{"ServerError": 2}``.
+        targets_down: Targets whose last poll failed.
+        quota: The client's daily call budget now.
+        reserved_calls: Calls of the day the poller leaves to other calls of the client.
+        paused: Whether polling waits for the next 00:00 UTC because the calls are spent.
+        lateness_p50: Median seconds between when a recent poll was due and when its request
+            started.
+        lateness_p99: The 99th percentile of the same.
+        lateness_max: The largest of the same.
+    """
+
+    targets: int
+    interval: float
+    effective_interval: float
+    polls: int
+    snapshots: int
+    unchanged: int
+    skipped_busy: int
+    skipped_slow_consumer: int
+    skipped_backoff: int
+    skipped_quota: int
+    errors: Mapping[str, int]
+    targets_down: int
+    quota: QuotaStatus
+    reserved_calls: int
+    paused: bool
+    lateness_p50: float
+    lateness_p99: float
+    lateness_max: float
+
+    @property
+    def skipped(self) -> int:
+        """All ticks skipped, whatever the reason."""
+        return (
+            self.skipped_busy
+            + self.skipped_slow_consumer
+            + self.skipped_backoff
+            + self.skipped_quota
+        )
+
+
+@attrs.frozen(kw_only=True)
+class _QuotaPlan:
+    """How the requested schedule compares with the calls left until 00:00 UTC."""
+
+    status: QuotaStatus
+    reserved: int
+    available: int
+    seconds_left: float
+    needed: float
+
+    @property
+    def factor(self) -> float:
+        """How much to stretch every interval so the calls last until the reset."""
+        if self.needed <= self.available:
+            return 1.0
+        if self.available <= 0:
+            return math.inf
+        return self.needed / self.available
+
+
+class _TargetState:
+    """Everything the poller tracks about one target; only the poller's tasks touch it."""
+
+    __slots__ = (
+        "anchor",
+        "busy",
+        "down_since",
+        "due",
+        "failures",
+        "generation",
+        "interval",
+        "k",
+        "last_due",
+        "last_key",
+        "not_before",
+        "override",
+        "pending",
+        "planned",
+        "removed",
+        "target",
+        "tick_due",
+    )
+
+    def __init__(self, target: Target, override: float | None) -> None:
+        self.target = target
+        self.override = override
+        # The schedule: tick k is due at anchor + k * interval (fixed rate, no drift).
+        # Planning it again bumps the generation, which voids its older heap entries.
+        self.planned = False
+        self.generation = 0
+        self.anchor = 0.0
+        self.interval = 0.0
+        self.k = 0
+        self.due = 0.0
+        self.last_due: float | None = None  # due time of the last tick that sent a request
+        self.tick_due = 0.0  # due time of the request in flight
+        self.busy = False  # a request is in flight or waits for a worker
+        self.pending: Snapshot | None = None  # the one snapshot the consumer has not taken
+        self.removed = False
+        self.failures = 0
+        self.down_since = 0.0
+        self.not_before = -math.inf  # backoff: no request before this moment
+        self.last_key: tuple[object, type[BaseException] | None] | None = None
+
+
+class SnapshotStream:
+    """Fresh snapshots of many targets at a fixed rate, within the daily quota.
+
+    Create it with :meth:`WMSPanelClient.poll` and use it as an async context manager; the
+    ``async with`` block owns the polling tasks, and leaving it (normally, by an exception
+    or by cancellation) stops every request at once. Inside, ``async for`` yields one
+    :class:`Snapshot` per successful or failed poll, in the order they arrive::
+
+        async with client.poll(targets, interval=30.0) as snapshots:
+            async for snapshot in snapshots:
+                ...
+
+    Each target holds at most one snapshot the consumer has not taken; while it does, the
+    target's ticks are skipped instead of polled, so a slow consumer costs neither calls nor
+    memory. The methods that change what is polled may be called at any time from the task
+    that iterates (or any other task of the same event loop).
+
+    Raises:
+        AuthenticationError: From iteration (or when leaving the block), when the API
+            refused the credentials and ``raise_on_auth_error`` is true.
+        QuotaExhaustedError: With ``on_quota="error"``, when the schedule does not fit the
+            calls left until 00:00 UTC: from entering the block, from :meth:`add` and
+            :meth:`set_interval`, or from iteration when found later.
+        ClientStateError: From iteration, when the client was closed while polling.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        targets: Iterable[Target] = (),
+        *,
+        quota: Callable[[], QuotaStatus],
+        utc_clock: UTCClock,
+        interval: float = 30.0,
+        concurrency: int = 10,
+        on_quota: OnQuota = "stretch",
+        reserve: float = 0.05,
+        only_changes: bool = False,
+        raise_on_auth_error: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not (isinstance(concurrency, int) and concurrency >= 1):
+            msg = f"concurrency must be 1 or more, got {concurrency!r}"
+            raise ConfigurationError(msg)
+        if on_quota not in ("stretch", "error"):
+            msg = f'on_quota must be "stretch" or "error", got {on_quota!r}'
+            raise ConfigurationError(msg)
+        if not (isinstance(reserve, int | float) and 0 <= reserve < 1):
+            msg = f"reserve must be a fraction of the daily limit in [0, 1), got {reserve!r}"
+            raise ConfigurationError(msg)
+        self._fetch = fetch
+        self._quota = quota
+        self._utc_clock = utc_clock
+        self._interval = _checked_interval(interval)
+        self._concurrency = concurrency
+        self._on_quota: OnQuota = on_quota
+        self._reserve = float(reserve)
+        self._only_changes = only_changes
+        self._raise_on_auth_error = raise_on_auth_error
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+
+        self._states: dict[Target, _TargetState] = {}
+        for checked in map(_checked_target, targets):
+            self._states.setdefault(checked, _TargetState(checked, None))
+
+        self._factor = 1.0
+        self._heap: list[tuple[float, int, int, _TargetState]] = []
+        self._sequence = itertools.count()
+        self._dirty = True  # something changed: revise the quota plan, plan new targets
+        self._respread = True  # the intervals changed: plan every target again
+        self._next_quota_check = -math.inf
+        self._paused_until: float | None = None
+        self._paused_since = 0.0
+        self._busy = 0
+
+        self._ready: collections.deque[_TargetState] = collections.deque()
+        self._ready_event: anyio.Event | None = None
+        self._wake_scope: anyio.CancelScope | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._tasks_scope: anyio.CancelScope | None = None
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._fatal: BaseException | None = None
+        self._fatal_raised = False
+
+        self._polls = 0
+        self._snapshots = 0
+        self._unchanged = 0
+        self._skipped_busy = 0
+        self._skipped_slow_consumer = 0
+        self._skipped_backoff = 0
+        self._skipped_quota = 0
+        self._errors: collections.Counter[str] = collections.Counter()
+        self._lateness: collections.deque[float] = collections.deque(maxlen=LATENESS_WINDOW)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SnapshotStream {self._state} targets={len(self.targets)} "
+            f"interval={self._interval:g} effective_interval={self._interval * self._factor:g}>"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> SnapshotStream:
+        if self._state != "new":
+            msg = "a SnapshotStream can be entered once; call client.poll() again for another"
+            raise ClientStateError(msg)
+        if self._on_quota == "error":
+            self._require_fits(self._rate())
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._state = "running"
+        dispatch_send, dispatch_receive = anyio.create_memory_object_stream[_TargetState](math.inf)
+        self._dispatch_send = dispatch_send
+        self._dispatch_receive = dispatch_receive
+        task_group.start_soon(self._run, name="wmspanel_async poller")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = "stopped"
+        task_group = self._task_group
+        if task_group is None:  # pragma: no cover - __aenter__ failed before the task group
+            return
+        task_group.cancel_scope.cancel()
+        # The body's own exception is not passed into the task group: it would come out
+        # wrapped in an ExceptionGroup, and users catch our errors as themselves.
+        try:
+            await task_group.__aexit__(None, None, None)
+        finally:
+            self._dispatch_send.close()
+            self._dispatch_receive.close()
+        if exc is None and self._fatal is not None and not self._fatal_raised:
+            self._fatal_raised = True
+            raise self._fatal
+
+    def __aiter__(self) -> SnapshotStream:
+        return self
+
+    async def __anext__(self) -> Snapshot:
+        """Wait for the next snapshot and take it."""
+        if self._state == "new":
+            msg = "iterate inside the block: async with client.poll(...) as snapshots: ..."
+            raise ClientStateError(msg)
+        while True:
+            if self._fatal is not None:
+                self._fatal_raised = True
+                raise self._fatal
+            if self._state == "stopped":
+                raise StopAsyncIteration
+            if self._ready:
+                state = self._ready.popleft()
+                snapshot, state.pending = state.pending, None
+                if snapshot is None or state.removed:
+                    continue
+                self._snapshots += 1
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                return snapshot
+            self._ready_event = event = anyio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._ready_event = None
+
+    # -- live changes ------------------------------------------------------------------
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets polled now, in the order they were added."""
+        return tuple(state.target for state in self._states.values() if not state.removed)
+
+    def add(self, target: Target, *, interval: float | None = None) -> None:
+        """Start polling ``target``, or change its interval if it is polled already.
+
+        The other targets keep their schedules; targets added together are spread over
+        their interval, and a target whose interval changes is next polled one new
+        interval after its previous poll (or at once, if that is past).
+
+        Args:
+            target: What to poll.
+            interval: Seconds between its polls, overriding the stream's interval; ``None``
+                for the stream's interval.
+
+        Raises:
+            ConfigurationError: ``target`` or ``interval`` is invalid.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the schedule with this target; nothing changed.
+        """
+        target = _checked_target(target)
+        override = None if interval is None else _checked_interval(interval)
+        state = self._states.get(target)
+        if self._on_quota == "error":
+            rate = self._rate()
+            if state is not None and not state.removed:
+                rate -= 1 / (state.override or self._interval)
+            self._require_fits(rate + 1 / (override or self._interval))
+        if state is None:
+            self._states[target] = _TargetState(target, override)
+        elif state.removed or state.override != override:
+            state.override = override
+            state.removed = False
+            state.planned = False
+        self._changed()
+
+    def remove(self, target: Target) -> None:
+        """Stop polling ``target``; do nothing if it is not polled.
+
+        Its snapshot not yet taken, and the answer of a request in flight, are dropped.
+        """
+        state = self._states.get(target)
+        if state is None or state.removed:
+            return
+        state.removed = True
+        state.pending = None
+        if not state.busy:
+            del self._states[target]
+        self._changed()
+
+    def set_interval(self, seconds: float) -> None:
+        """Poll every target without an interval of its own every ``seconds`` from now on.
+
+        All targets are spread over the interval again; none is polled sooner than one
+        interval after its previous poll.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a positive number.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the new schedule; nothing changed.
+        """
+        seconds = _checked_interval(seconds)
+        if self._on_quota == "error":
+            self._require_fits(self._rate(default=seconds))
+        self._interval = seconds
+        self._respread = True
+        self._changed()
+
+    @property
+    def stats(self) -> PollerStats:
+        """What the poller has done so far; see :class:`PollerStats`."""
+        status = self._quota()
+        lateness = sorted(self._lateness)
+        live = [state for state in self._states.values() if not state.removed]
+        return PollerStats(
+            targets=len(live),
+            interval=self._interval,
+            effective_interval=self._interval * self._factor,
+            polls=self._polls,
+            snapshots=self._snapshots,
+            unchanged=self._unchanged,
+            skipped_busy=self._skipped_busy,
+            skipped_slow_consumer=self._skipped_slow_consumer,
+            skipped_backoff=self._skipped_backoff,
+            skipped_quota=self._skipped_quota,
+            errors=MappingProxyType(dict(self._errors)),
+            targets_down=sum(1 for state in live if state.failures),
+            quota=status,
+            reserved_calls=self._reserved_calls(status),
+            paused=self._paused_until is not None,
+            lateness_p50=_percentile(lateness, 0.5),
+            lateness_p99=_percentile(lateness, 0.99),
+            lateness_max=lateness[-1] if lateness else 0.0,
+        )
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._wake_scheduler()
+
+    def _wake_scheduler(self) -> None:
+        if self._wake_scope is not None:
+            self._wake_scope.cancel()
+
+    # -- the quota -----------------------------------------------------------------------
+
+    def _rate(self, default: float | None = None) -> float:
+        """Return the calls per second the requested schedule makes (before stretching)."""
+        default = default or self._interval
+        return sum(
+            1 / (state.override or default) for state in self._states.values() if not state.removed
+        )
+
+    def _reserved_calls(self, status: QuotaStatus) -> int:
+        return math.ceil(self._reserve * status.limit)
+
+    def _plan(self, rate: float) -> _QuotaPlan:
+        status = self._quota()
+        reserved = self._reserved_calls(status)
+        seconds_left = max((status.resets_at - self._utc_clock()).total_seconds(), 0.0)
+        return _QuotaPlan(
+            status=status,
+            reserved=reserved,
+            available=status.remaining - reserved,
+            seconds_left=seconds_left,
+            needed=rate * seconds_left,
+        )
+
+    def _require_fits(self, rate: float) -> None:
+        plan = self._plan(rate)
+        if plan.factor > 1:
+            raise self._exhausted(plan)
+
+    def _exhausted(self, plan: _QuotaPlan) -> QuotaExhaustedError:
+        msg = (
+            f"polling these {len(self.targets)} targets every {self._interval:g} s needs about "
+            f"{math.ceil(plan.needed)} calls before the daily reset at "
+            f"{plan.status.resets_at:%H:%M} UTC, but only {max(plan.available, 0)} are left "
+            f"after keeping {plan.reserved} in reserve: poll less often or fewer targets, "
+            'raise the account\'s daily limit, or pass on_quota="stretch"'
+        )
+        return QuotaExhaustedError(msg, resets_at=plan.status.resets_at)
+
+    def _budget_spent(self) -> bool:
+        status = self._quota()
+        return status.remaining - self._reserved_calls(status) - self._busy <= 0
+
+    def _revise(self, now: float) -> None:
+        """Fit the schedule to the calls left today, then rebuild it if needed."""
+        plan = self._plan(self._rate())
+        self._next_quota_check = now + min(QUOTA_RECHECK, plan.seconds_left + _AFTER_RESET)
+        factor = plan.factor
+        if factor > 1 and self._on_quota == "error":
+            raise self._exhausted(plan)
+        if math.isinf(factor):
+            self._pause(now, plan.seconds_left, plan)
+            return
+        if factor > self._factor * STRETCH_HYSTERESIS or factor < self._factor / (
+            STRETCH_HYSTERESIS
+        ):
+            if factor > 1:
+                logger.warning(
+                    "polling %d targets every %g s would need about %d calls before the daily "
+                    "reset at %s UTC, but %d are left after keeping %d in reserve; polling "
+                    "every %.3g s instead",
+                    len(self.targets),
+                    self._interval,
+                    math.ceil(plan.needed),
+                    f"{plan.status.resets_at:%H:%M}",
+                    plan.available,
+                    plan.reserved,
+                    self._interval * factor,
+                )
+            else:
+                logger.info("the daily quota allows polling every %g s again", self._interval)
+            self._factor = factor
+            self._respread = True
+        if self._dirty or self._respread:
+            self._replan(now)
+
+    def _pause(self, now: float, seconds_left: float, plan: _QuotaPlan | None = None) -> None:
+        if self._paused_until is not None:
+            return
+        self._paused_until = now + seconds_left + _AFTER_RESET
+        self._paused_since = now
+        status = plan.status if plan is not None else self._quota()
+        logger.warning(
+            "the poller's share of today's calls is spent (%d left, %d kept in reserve); "
+            "pausing until the daily reset at %s UTC, in %.0f s",
+            status.remaining,
+            self._reserved_calls(status),
+            f"{status.resets_at:%H:%M}",
+            seconds_left,
+        )
+
+    def _resume(self, now: float) -> None:
+        """End a pause: count the ticks it skipped, and plan anew for the new day."""
+        reset = now - _AFTER_RESET  # ticks from the reset on are the new day's
+        for state in self._states.values():
+            if state.removed:
+                continue
+            if state.planned:
+                due, interval = state.due, state.interval
+            else:  # paused before its first tick
+                due = self._paused_since
+                interval = (state.override or self._interval) * self._factor
+            if due < reset:
+                self._skipped_quota += math.ceil((reset - due) / interval - _SLOT_EPSILON)
+        self._paused_until = None
+        self._respread = True
+        self._next_quota_check = -math.inf
+        logger.info("the daily quota was renewed; polling again")
+
+    # -- the scheduler -------------------------------------------------------------------
+
+    def _replan(self, now: float) -> None:
+        """Spread the targets that need it over their intervals, starting from ``now``.
+
+        After an interval change every target is planned again; otherwise only targets
+        added (or given another interval) since the last plan, and the others keep theirs.
+        """
+        for target in [target for target, state in self._states.items() if state.removed]:
+            if not self._states[target].busy:
+                del self._states[target]
+        live = [state for state in self._states.values() if not state.removed]
+        batch = live if self._respread else [state for state in live if not state.planned]
+        heap = [] if self._respread else self._heap
+        spread = [state for state in batch if self._respread or state.last_due is None]
+        position = {id(state): index for index, state in enumerate(spread)}
+        for state in batch:
+            interval = (state.override or self._interval) * self._factor
+            index = position.get(id(state))
+            if index is None and state.last_due is not None:
+                phase = state.last_due  # an interval of its own: keep its rhythm
+            else:
+                slot = interval / len(spread)
+                jitter = self._rng.random() * min(SPREAD_JITTER * slot, MAX_JITTER)
+                phase = now + (index or 0) * slot + jitter
+            earliest = now if state.last_due is None else max(now, state.last_due + interval)
+            state.interval = interval
+            state.anchor = phase
+            state.k = max(0, math.ceil((earliest - phase) / interval - _SLOT_EPSILON))
+            state.due = phase + state.k * interval
+            state.planned = True
+            state.generation += 1
+            heapq.heappush(heap, (state.due, next(self._sequence), state.generation, state))
+        self._heap = heap
+        self._dirty = self._respread = False
+
+    async def _sleep_until(self, deadline: float) -> None:
+        with anyio.CancelScope() as scope:
+            self._wake_scope = scope
+            await anyio.sleep_until(deadline)
+        self._wake_scope = None
+
+    async def _schedule(self) -> None:
+        heap = self._heap
+        while True:
+            now = anyio.current_time()
+            soon = now + _EARLY_WAKE
+            if self._paused_until is not None:
+                if soon < self._paused_until:
+                    await self._sleep_until(self._paused_until)
+                    continue
+                self._resume(now)
+            if self._dirty or self._respread or soon >= self._next_quota_check:
+                self._revise(now)
+                heap = self._heap
+                if self._paused_until is not None:
+                    continue
+            while heap and heap[0][0] <= soon:
+                _, _, generation, state = heapq.heappop(heap)
+                if generation != state.generation or state.removed:
+                    continue  # planned again since, or removed
+                self._tick(state, now)
+                heapq.heappush(heap, (state.due, next(self._sequence), generation, state))
+                if self._paused_until is not None:
+                    break
+            if self._paused_until is not None:
+                continue
+            wake_at = self._next_quota_check
+            if heap and heap[0][0] < wake_at:
+                wake_at = heap[0][0]
+            await self._sleep_until(wake_at)
+
+    def _tick(self, state: _TargetState, now: float) -> None:
+        """Poll ``state``'s target for the tick due now, or count why not; plan its next."""
+        due = state.due
+        state.k += 1
+        state.due = state.anchor + state.k * state.interval
+        if state.busy:
+            self._skipped_busy += 1
+        elif state.pending is not None:
+            self._skipped_slow_consumer += 1
+        elif due < state.not_before - _SLOT_EPSILON:
+            self._skipped_backoff += 1
+        elif self._budget_spent():
+            self._skipped_quota += 1
+            if self._on_quota == "error":
+                raise self._exhausted(self._plan(self._rate()))
+            status = self._quota()
+            self._pause(now, (status.resets_at - self._utc_clock()).total_seconds(), None)
+        else:
+            state.busy = True
+            state.tick_due = state.last_due = due
+            self._busy += 1
+            self._dispatch_send.send_nowait(state)
+
+    # -- the workers ---------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        async for state in self._dispatch_receive:
+            started = anyio.current_time()
+            self._lateness.append(started - state.tick_due)
+            try:
+                snapshot = await self._fetch(state.target)
+            finally:
+                state.busy = False
+                self._busy -= 1
+            self._settle(state, snapshot, anyio.current_time())
+
+    def _settle(self, state: _TargetState, snapshot: Snapshot, now: float) -> None:
+        """Account for one answer and hand it to the consumer."""
+        if self._fatal is not None:
+            return
+        error = snapshot.error
+        if isinstance(error, QuotaExhaustedError):  # refused before sending: not a failure
+            self._skipped_quota += 1
+            if self._on_quota == "error":
+                raise error
+            self._pause(now, (error.resets_at - self._utc_clock()).total_seconds())
+            self._wake_scheduler()
+            return
+        self._polls += 1
+        if error is not None:
+            self._errors[type(error).__name__] += 1
+            if isinstance(error, ClientStateError) or (
+                isinstance(error, AuthenticationError) and self._raise_on_auth_error
+            ):
+                raise error
+        if state.removed:
+            if self._states.get(state.target) is state:
+                del self._states[state.target]
+            return
+        if error is not None:
+            self._failed(state, error, now)
+        elif state.failures:
+            logger.info(
+                "%s recovered after %d failed polls in %.0f s",
+                state.target,
+                state.failures,
+                now - state.down_since,
+            )
+            state.failures = 0
+            state.not_before = -math.inf
+        if self._only_changes:
+            key = (snapshot.stats, type(error) if error is not None else None)
+            if key == state.last_key:
+                self._unchanged += 1
+                return
+            state.last_key = key
+        state.pending = snapshot
+        self._ready.append(state)
+        if self._ready_event is not None:
+            self._ready_event.set()
+
+    def _failed(self, state: _TargetState, error: WMSPanelError, now: float) -> None:
+        state.failures += 1
+        if state.failures == 1:
+            state.down_since = now
+            logger.warning(
+                "%s is down: %s: %s; its snapshots carry the error until it recovers",
+                state.target,
+                type(error).__name__,
+                error,
+            )
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            state.not_before = now + retry_after
+        elif state.failures >= 2:
+            # Full jitter: failing targets do not come back in lockstep.
+            bound = state.interval * min(2.0 ** (state.failures - 1), BACKOFF_CAP_INTERVALS)
+            state.not_before = now + self._rng.random() * bound
+
+    # -- errors --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        # Our tasks live in a task group of their own, so that a failure can stop them
+        # without cancelling the consumer, whose block is the outer task group's body.
+        async with anyio.create_task_group() as task_group:
+            self._tasks_scope = task_group.cancel_scope
+            task_group.start_soon(self._guarded, self._schedule, name="wmspanel_async scheduler")
+            for number in range(self._concurrency):
+                task_group.start_soon(
+                    self._guarded, self._work, name=f"wmspanel_async worker {number}"
+                )
+
+    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run one of our tasks; an error stops the poller and reaches the consumer."""
+        try:
+            await task()
+        except Exception as exc:  # handed to the consumer, raised there as itself
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        if self._tasks_scope is not None:
+            self._tasks_scope.cancel()
+        if self._ready_event is not None:
+            self._ready_event.set()
