@@ -37,7 +37,7 @@ PYTHONS = [python for python in SUPPORTED_PYTHONS if _runs(python)] or None
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite with branch coverage (95 % at least)."""
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "test"))
     session.run(
         "pytest",
         "--cov",
@@ -58,14 +58,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=None)
 def typecheck(session: nox.Session) -> None:
     """Type-check the package (strict) and the typing examples of the public API."""
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
 
 
 @nox.session(python=None)
 def docs(session: nox.Session) -> None:
     """Build the docs with warnings as errors, and doctest their examples."""
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "docs"))
     build = Path(session.create_tmp()) / "docs"
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(build / "html"))
     session.run(
