@@ -33,6 +33,7 @@ from wmspanel_async import (
     WMSPanelClient,
     __version__,
 )
+from wmspanel_async.testing import Simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -409,3 +410,30 @@ def test_target_is_a_hashable_value() -> None:
     assert len({Target("a"), Target("a"), Target("a", stream="s")}) == 2
     assert str(Target("a", stream="s", server="v")) == "data_slice=a stream=s server=v"
     assert str(Target("a")) == "data_slice=a"
+
+
+async def test_show_servers_adds_server_ids(api: respx.Router) -> None:
+    """data_slices(show_servers=True) asks for server ids and keeps them on each slice."""
+    payload = sample_payload("data_slices")
+    payload["data_slices"][0]["server_ids"] = ["5a0000000000000000000001"]
+    route = api.get(SLICES).respond(json=payload)
+    async with make_client(api) as client:
+        slices = await client.data_slices(show_servers=True)
+    assert query(route.calls.last.request)["show_servers"] == "true"
+    assert slices[0].server_ids == ("5a0000000000000000000001",)
+    assert slices[1].server_ids == ()
+
+
+async def test_discover_targets_each_server_against_the_simulator() -> None:
+    """each_server=True adds one target per server that each slice names, without repeats."""
+    simulator = Simulator.demo()
+    async with simulator.client() as client:
+        targets = await client.discover_targets(each_server=True, servers=[])
+        plain = await client.discover_targets()
+    expected = []
+    for data_slice in simulator.account.slices:
+        expected.append(Target(data_slice.id))
+        expected += [Target(data_slice.id, server=server) for server in data_slice.servers]
+    assert targets == expected
+    assert plain == [Target(data_slice.id) for data_slice in simulator.account.slices]
+    assert len(targets) > len(plain)

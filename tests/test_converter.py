@@ -33,7 +33,7 @@ def test_sample_payloads_parse_with_extra_keys_forbidden() -> None:
 def test_unknown_fields_are_ignored() -> None:
     """New fields in the API's answers do not break parsing."""
     payload = sample_payload("data_slices")
-    payload["data_slices"][0]["server_ids"] = ["x"]
+    payload["data_slices"][0]["owner"] = {"name": "x"}
     payload["generated"] = 1
     assert parse_data_slices(body(payload))[0].name == "Full data slice"
 

@@ -237,8 +237,13 @@ class WMSPanelClient:
         """The daily call budget as this client counted it; every HTTP attempt counts one."""
         return self._quota.status()
 
-    async def data_slices(self) -> list[DataSlice]:
+    async def data_slices(self, *, show_servers: bool = False) -> list[DataSlice]:
         """Fetch the data slices this key may see (``GET /v1/data_slices``).
+
+        Args:
+            show_servers: Also ask for each slice's server ids (``show_servers=true``, a
+                parameter seen in third-party clients rather than documented), into
+                :attr:`DataSlice.server_ids`.
 
         Returns:
             The slices, in the API's order.
@@ -246,7 +251,8 @@ class WMSPanelClient:
         Raises:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
-        return await self._call("/v1/data_slices", {}, parse_data_slices)
+        params = {"show_servers": "true"} if show_servers else {}
+        return await self._call("/v1/data_slices", params, parse_data_slices)
 
     async def realtime(
         self,
@@ -597,28 +603,36 @@ class WMSPanelClient:
         )
 
     async def discover_targets(
-        self, *, streams: Iterable[str] = (), servers: Iterable[str] = ()
+        self,
+        *,
+        streams: Iterable[str] = (),
+        servers: Iterable[str] = (),
+        each_server: bool = False,
     ) -> list[Target]:
         """List a target for every data slice this key may see, ready for :meth:`poll`.
 
         One call (``GET /v1/data_slices``). The API does not list a slice's streams, so
-        streams and servers to poll one by one are given here, by id.
+        streams to poll one by one are given here by id; servers are either given by id or,
+        with ``each_server``, taken from the slices themselves.
 
         Args:
             streams: Stream ids; every slice gets one target per stream.
             servers: Server ids; every slice gets one target per server.
+            each_server: Also give every slice one target per server it names
+                (asked for with ``show_servers=true``).
 
         Returns:
             For each slice, in the API's order: the whole slice, then its stream targets,
-            then its server targets.
+            then its server targets, without repeats.
 
         Raises:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
         streams, servers = tuple(streams), tuple(servers)
-        targets: list[Target] = []
-        for data_slice in await self.data_slices():
-            targets.append(Target(data_slice))
-            targets.extend(Target(data_slice, stream=stream) for stream in streams)
-            targets.extend(Target(data_slice, server=server) for server in servers)
-        return targets
+        targets: dict[Target, None] = {}  # ordered, without repeats
+        for data_slice in await self.data_slices(show_servers=each_server):
+            targets[Target(data_slice)] = None
+            targets.update((Target(data_slice, stream=stream), None) for stream in streams)
+            slice_servers = servers + (data_slice.server_ids if each_server else ())
+            targets.update((Target(data_slice, server=server), None) for server in slice_servers)
+        return list(targets)

@@ -16,10 +16,13 @@ class DataSlice:
     Attributes:
         id: The slice's id, 24 hex digits; it never changes.
         name: The name shown in WMSPanel.
+        server_ids: The ids of the slice's servers, when asked for with
+            ``data_slices(show_servers=True)``; empty otherwise.
     """
 
     id: str
     name: str
+    server_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
