@@ -7,7 +7,6 @@ was (see :data:`EXIT_CODES`); no traceback is ever printed, and the API key neve
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ from wmspanel_async import (
     WMSPanelError,
     __version__,
 )
+from wmspanel_async._quota import utc_now
 from wmspanel_async.testing import Account, Simulator, serve
 
 from ._view import (
@@ -422,7 +422,7 @@ async def _live(
 
 async def _live_view(console: Console, view: WatchView, stream: SnapshotStream) -> None:
     def render() -> None:
-        live.update(view.render(stream.stats, _utc_now(), console.width), refresh=True)
+        live.update(view.render(stream.stats, utc_now(), console.width), refresh=True)
 
     async def refresh_every_second() -> None:
         while True:
@@ -430,7 +430,7 @@ async def _live_view(console: Console, view: WatchView, stream: SnapshotStream) 
             render()
 
     with Live(
-        view.render(stream.stats, _utc_now(), console.width),
+        view.render(stream.stats, utc_now(), console.width),
         console=console,
         auto_refresh=False,  # rich's refresh runs in a thread; we refresh from the event loop
         redirect_stdout=False,
@@ -445,10 +445,6 @@ async def _live_view(console: Console, view: WatchView, stream: SnapshotStream) 
                     render()
                     last = anyio.current_time()
             task_group.cancel_scope.cancel()  # pragma: no cover - the stream never ends
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 async def _simulator(args: argparse.Namespace) -> None:

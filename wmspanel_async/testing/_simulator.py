@@ -25,6 +25,7 @@ import anyio
 import attrs
 import httpx
 
+from .._quota import UTCClock, next_utc_midnight
 from ._accounts import Account, APIKey, Slice
 from ._faults import Fault, FaultKind, SimulatedDisconnect
 from ._traffic import Traffic
@@ -38,7 +39,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 #: The ASGI 3 application signature.
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-UTCClock = Callable[[], dt.datetime]
 
 DATA_SLICES = "/v1/data_slices"
 REALTIME_DATA = "/v1/realtime_data"
@@ -361,14 +361,13 @@ class Simulator:
         if used >= account.daily_limit:
             # Undocumented: we answer 429 with Retry-After up to 00:00 UTC, which clients
             # already understand, and a JSON message like the API's other errors.
-            midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), now.tzinfo)
             answer = _error(
                 f"the daily limit of {account.daily_limit} API calls is reached; "
                 "it resets at 00:00 UTC",
                 429,
                 counted=False,
             )
-            wait = math.ceil((midnight - now).total_seconds())
+            wait = math.ceil((next_utc_midnight(now) - now).total_seconds())
             answer.headers.append((b"retry-after", str(max(wait, 1)).encode()))
             return answer
         self._usage[account.client_id] = (today, used + 1)
