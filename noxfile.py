@@ -9,10 +9,11 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "tests_bare", "lint", "typecheck", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-SUPPORTED_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+#: From the classifiers, so that pyproject.toml says once which Pythons we support.
+SUPPORTED_PYTHONS = nox.project.python_versions(PYPROJECT)
 
 
 def _runs(python: str) -> bool:
@@ -48,6 +49,27 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=None)
+def tests_bare(session: nox.Session) -> None:
+    """Run the suite on the bare install (no extras), so a missing optional import shows.
+
+    Tests of the command line skip themselves there: it is what the ``cli`` extra adds.
+    """
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("python", "-c", "import wmspanel_async, wmspanel_async.testing")
+    session.run("pytest", "--no-cov", "-q", *session.posargs)
+
+
+@nox.session(python=None)
+def soak(session: nox.Session) -> None:
+    """Poll 200 targets through a faulty server for 10 minutes, checking for slow leaks.
+
+    Pass options after ``--``, for example ``nox -s soak -- --minutes 1``.
+    """
+    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("python", "bench/soak.py", *session.posargs)
+
+
+@nox.session(python=None)
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
@@ -57,9 +79,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=None)
 def typecheck(session: nox.Session) -> None:
-    """Type-check the package (strict) and the typing examples of the public API."""
-    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    """Type-check the package (strict), the typing examples, and the public API's types.
+
+    pyright's --verifytypes reads the package as users get it, so it is installed here,
+    not in editable mode; the score must stay 100 %.
+    """
+    session.install(".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
+    session.run("pyright", "--verifytypes", "wmspanel_async", "--ignoreexternal")
 
 
 @nox.session(python=None)

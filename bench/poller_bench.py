@@ -169,7 +169,7 @@ async def run_poller_bare_fetch(
     limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as http:
 
-        async def fetch(target: Target) -> Snapshot:
+        async def fetch(target: Target, deadline: float) -> Snapshot:
             params = {"data_slice": target.data_slice, "client_id": CLIENT_ID, "api_key": API_KEY}
             response = await http.get("/v1/realtime_data", params=params)
             data = response.json()["realtime_data"]

@@ -3,47 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import os
-import sys
-from pathlib import Path
+import time
+from collections.abc import Iterator
 from typing import Any
 
-import async_solipsism
-import coverage
-import httpx
 import pytest
 import respx
 import trio.testing
-
-from wmspanel_async import WMSPanelClient
+from support import BASE_URL, CLI_EXTRA, FakeUTCClock, VirtualLoop
 
 pytest_plugins = ["wmspanel_async.testing._plugin"]
 
-PAYLOADS = Path(__file__).parent / "payloads"
-
-#: Credentials used by every test; the key is what the redaction tests hunt for.
-CLIENT_ID = "00000000-1111-2222-3333-444444444444"
-API_KEY = "0123456789abcdef0123456789abcdef"
-SLICE_ID = "53e03c9978a6fc8596000001"
-
-
-class VirtualLoop(async_solipsism.EventLoop):  # type: ignore[misc]
-    """async-solipsism's loop, with timers rounded up to its clock's whole ticks.
-
-    Its clock counts whole microseconds. A timer due between two ticks fires at the
-    earlier one, where anyio finds its deadline not yet reached and re-arms it, forever.
-    """
-
-    def call_at(self, when: float, *args: Any, **kwargs: Any) -> Any:
-        if math.isfinite(when):
-            resolution = self._clock_resolution
-            ticks = math.ceil(when / resolution)
-            while ticks * resolution < when:
-                ticks += 1
-            when = ticks * resolution
-        return super().call_at(when, *args, **kwargs)
+# The bare install (`nox -s tests_bare`) has no cli extra, and the command line is what the
+# extra adds: its tests are left out there, and tests/test_bare_install.py runs instead.
+collect_ignore = [] if CLI_EXTRA else ["test_cli.py"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,32 +37,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return "asyncio", {"loop_factory": VirtualLoop}
 
 
-def sample_payload(name: str) -> dict[str, Any]:
-    """Return one of the vendor's sample answers (``data_slices`` or ``realtime_data``)."""
-    payload: dict[str, Any] = json.loads((PAYLOADS / f"{name}.json").read_text())
-    return payload
-
-
-BASE_URL = "https://api.wmspanel.com"
-
-
 @pytest.fixture
 def api() -> respx.Router:
     """A respx router standing in for the API; requests it sees carry the credentials."""
     return respx.Router(base_url=BASE_URL, assert_all_called=False)
-
-
-class FakeUTCClock:
-    """An aware UTC wall clock that only moves when told to."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -98,27 +49,38 @@ def utc_clock() -> FakeUTCClock:
     return FakeUTCClock(dt.datetime(2026, 11, 26, 23, 59, tzinfo=dt.timezone.utc))
 
 
-def make_client(api: respx.Router, **options: Any) -> WMSPanelClient:
-    """Build a client whose requests go to ``api``, with the test credentials."""
-    options.setdefault("transport", httpx.MockTransport(api.async_handler))
-    return WMSPanelClient(CLIENT_ID, API_KEY, **options)
+#: Local time zones to run day-boundary tests in, as POSIX TZ strings (no tz database needed):
+#: UTC itself, UTC-8/-7 with US daylight saving (Los Angeles) and UTC+14 (Kiritimati), where
+#: the local date differs from the UTC date for much of the day.
+LOCAL_TIME_ZONES = {
+    "UTC": ("UTC0", 0),
+    "America/Los_Angeles": ("PST8PDT,M3.2.0,M11.1.0", -8 * 3600),
+    "Pacific/Kiritimati": ("<+14>-14", 14 * 3600),
+}
 
 
-#: This run's coverage, if any; the data file's path is made absolute now, from the rootdir.
-_COVERAGE = coverage.Coverage.current()
-_COVERAGE_DATA = os.path.abspath(_COVERAGE.config.data_file) if _COVERAGE else ""
+@pytest.fixture(params=list(LOCAL_TIME_ZONES))
+def local_time_zone(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Run the test with the process's local time zone set to each of LOCAL_TIME_ZONES.
 
-
-def python_command() -> list[str]:
-    """The command line that starts Python, measured by coverage if this run is."""
-    if _COVERAGE is None or "COVERAGE_PROCESS_START" in os.environ:
-        return [sys.executable]
-    return [
-        sys.executable,
-        "-m",
-        "coverage",
-        "run",
-        "--parallel-mode",
-        f"--data-file={_COVERAGE_DATA}",
-        f"--rcfile={_COVERAGE.config.config_file}",
-    ]
+    A day that rolled over at local midnight instead of 00:00 UTC would pass on a machine
+    whose zone is UTC, as CI's usually is.
+    """
+    posix_zone, january_offset = LOCAL_TIME_ZONES[request.param]
+    if not hasattr(time, "tzset"):  # pragma: no cover - Windows
+        if january_offset:
+            pytest.skip("time.tzset() is POSIX only")
+        yield request.param
+        return
+    monkeypatch.setenv("TZ", posix_zone)
+    time.tzset()
+    try:
+        january = dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc).astimezone()
+        offset = january.utcoffset()
+        assert offset == dt.timedelta(seconds=january_offset), f"TZ={posix_zone} was ignored"
+        yield request.param
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 import respx
-from conftest import (
+from support import (
     API_KEY,
     CLIENT_ID,
     SLICE_ID,
@@ -18,6 +19,7 @@ from conftest import (
 
 from wmspanel_async import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -25,6 +27,7 @@ from wmspanel_async import (
     ConfigurationError,
     DataSlice,
     GeoEntry,
+    InternalError,
     InvalidResponseError,
     RateLimitError,
     RealtimeStats,
@@ -100,6 +103,49 @@ async def test_empty_data_slice_is_refused(api: respx.Router) -> None:
         with pytest.raises(ConfigurationError, match="data_slice is empty"):
             await client.realtime("")
     assert api.calls.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"data_slice": b"abc"}, "data_slice must be an id string, got bytes b'abc'"),
+        ({"data_slice": ["a"]}, "data_slice must be an id string, got list ['a']"),
+        ({"data_slice": 53}, "data_slice must be an id string, got int 53"),
+        ({"data_slice": None}, "data_slice must be an id string, got NoneType None"),
+        ({"data_slice": SLICE_ID, "stream": ""}, "stream is empty; pass an id or None"),
+        ({"data_slice": SLICE_ID, "server": ""}, "server is empty; pass an id or None"),
+        ({"data_slice": SLICE_ID, "stream": b"s"}, "stream must be an id string, got bytes b's'"),
+        ({"data_slice": SLICE_ID, "server": 7}, "server must be an id string, got int 7"),
+    ],
+)
+async def test_ids_that_are_not_strings_are_refused(
+    api: respx.Router, arguments: dict[str, Any], message: str
+) -> None:
+    """Ids are non-empty strings: anything else is refused before anything is sent."""
+    with pytest.raises(ConfigurationError) as caught:
+        Target(**arguments)
+    assert str(caught.value) == message
+    async with make_client(api) as client:
+        with pytest.raises(ConfigurationError) as caught:
+            await client.realtime(**arguments)
+    assert str(caught.value) == message
+    assert api.calls.call_count == 0
+
+
+async def test_an_unexpected_exception_is_an_internal_error(api: respx.Router) -> None:
+    """A non-httpx exception from below is an InternalError asking for a report, key-free."""
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise ValueError(str(request.url))
+
+    async with make_client(api, transport=httpx.MockTransport(broken)) as client:
+        with pytest.raises(InternalError, match="bug in wmspanel-async") as caught:
+            await client.realtime(SLICE_ID)
+        [snapshot] = await client.realtime_many([Target(SLICE_ID)])
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert API_KEY not in str(caught.value)
+    assert API_KEY not in str(caught.value.__cause__)
+    assert isinstance(snapshot.error, InternalError)
 
 
 # Configuration --------------------------------------------------------------------------
@@ -241,18 +287,19 @@ async def test_retryable_statuses_map_to_their_errors(
     assert caught.value.retry_after == 7.0
 
 
-async def test_invalid_body_is_an_invalid_response(api: respx.Router) -> None:
-    """A 200 with a non-"Ok" status raises InvalidResponseError, not retried."""
-    route = api.get(REALTIME).respond(json={"status": "Error"})
+async def test_api_refusal_is_an_api_error(api: respx.Router) -> None:
+    """A 200 with a non-"Ok" status raises APIError with the API's message, not retried."""
+    route = api.get(REALTIME).respond(json={"status": "Error", "message": "no such slice"})
     async with make_client(api) as client:
-        with pytest.raises(InvalidResponseError, match="status 'Error'"):
+        with pytest.raises(
+            APIError, match="status 'Error' instead of \"Ok\": no such slice"
+        ) as caught:
             await client.realtime(SLICE_ID)
+    assert (caught.value.status, caught.value.api_message) == ("Error", "no such slice")
+    assert not isinstance(caught.value, InvalidResponseError)
     assert route.call_count == 1
 
 
-# Stopping a streamed read early abandons httpx's chain of async generators; trio closes them
-# itself but warns that it had to.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("declare_length", [True, False])
 async def test_bodies_over_one_mebibyte_are_refused(
     api: respx.Router, declare_length: bool
@@ -437,3 +484,58 @@ async def test_discover_targets_each_server_against_the_simulator() -> None:
     assert targets == expected
     assert plain == [Target(data_slice.id) for data_slice in simulator.account.slices]
     assert len(targets) > len(plain)
+
+
+@pytest.mark.virtual_time
+async def test_a_reason_phrase_echoing_the_key_is_blanked_everywhere(
+    api: respx.Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server echoing the request line in its reason phrase puts the key in no text."""
+    caplog.set_level(logging.DEBUG)
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        reason = f"Boom GET {request.url.raw_path.decode()} {API_KEY}"
+        return httpx.Response(
+            500, extensions={"reason_phrase": reason.encode()}, headers={"X-Echo": API_KEY}
+        )
+
+    async with make_client(api, transport=httpx.MockTransport(echo), max_retries=1) as client:
+        with pytest.raises(ServerError) as caught:
+            await client.realtime(SLICE_ID)
+    assert "Boom GET /v1/realtime_data" in str(caught.value)
+    assert API_KEY not in str(caught.value)
+    names = {record.name for record in caplog.records}
+    assert {"httpx", "wmspanel_async"} <= names
+    assert "retry 1 of 1" in caplog.text
+    assert API_KEY not in caplog.text
+    for record in caplog.records:
+        assert API_KEY not in record.getMessage()
+
+
+@pytest.mark.parametrize(("max_retries", "expected"), [(None, "of 3"), (0, "of 1"), (4, "of 5")])
+async def test_attempt_log_counts_the_attempts_this_call_may_make(
+    api: respx.Router, caplog: pytest.LogCaptureFixture, max_retries: int | None, expected: str
+) -> None:
+    """The DEBUG line per attempt says "attempt 1 of N" with N from this call's retries."""
+    caplog.set_level(logging.DEBUG, "wmspanel_async")
+    api.get(REALTIME).respond(json=sample_payload("realtime_data"))
+    async with make_client(api) as client:
+        await client.snapshot(Target(SLICE_ID), max_retries=max_retries)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "wmspanel_async"]
+    assert line.endswith(f"(attempt 1 {expected})")
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"https://?api_key={API_KEY}",
+        f"ftp://api.wmspanel.com/?api_key={API_KEY}",
+        f"https://api.wmspanel.com:port/?api_key={API_KEY}",
+        f"http://example.com/#{API_KEY}",
+    ],
+)
+def test_a_refused_base_url_is_quoted_without_its_query(base_url: str) -> None:
+    """A key in a base URL's query or fragment is never quoted when the URL is refused."""
+    with pytest.raises(ConfigurationError, match="base_url") as caught:
+        WMSPanelClient(CLIENT_ID, API_KEY, base_url=base_url)
+    assert API_KEY not in str(caught.value)

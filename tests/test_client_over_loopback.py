@@ -14,6 +14,7 @@ import pytest
 
 from wmspanel_async import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     AuthenticationError,
     DataSlice,
@@ -109,14 +110,17 @@ async def test_caller_outside_the_whitelist(connect: Connect) -> None:
         await client.data_slices()
 
 
-async def test_lite_slice_stream_is_an_invalid_response(connect: Connect) -> None:
-    """Asking a lite slice for a stream gives InvalidResponseError on the status field."""
+async def test_lite_slice_stream_is_an_api_error(connect: Connect) -> None:
+    """Asking a lite slice for a stream gives APIError with the API's reason."""
     simulator = Simulator()
     client = await connect(simulator)
     lite = next(s for s in simulator.account.slices if s.lite)
-    with pytest.raises(InvalidResponseError) as caught:
+    with pytest.raises(APIError) as caught:
         await client.realtime(lite.id, stream=simulator.account.streams[0].id)
-    assert caught.value.field == "status"
+    assert caught.value.status == "Error"
+    assert caught.value.api_message == (
+        f"data slice {lite.id} is a lite slice: it has no per-stream realtime data"
+    )
 
 
 async def test_transient_failures_are_retried(connect: Connect) -> None:
@@ -141,7 +145,7 @@ async def test_failures_after_the_last_retry(connect: Connect) -> None:
         (Fault.truncated(), APIConnectionError),
         (Fault.disconnect(), APIConnectionError),
         (Fault.malformed(), InvalidResponseError),
-        (Fault.status("Error", "overloaded"), InvalidResponseError),
+        (Fault.status("Error", "overloaded"), APIError),
     ]
     for fault, error in expected:
         simulator.inject(fault)
@@ -162,25 +166,49 @@ async def test_daily_limit_is_a_rate_limit_error_not_retried(connect: Connect) -
     assert len(simulator.requests) == 3  # a two-hour Retry-After is not slept through
 
 
-async def test_slow_answer_times_out(connect: Connect) -> None:
+#: In process the simulator runs on the virtual clock, and times are exact; through a
+#: loopback socket the clock is real, and the bounds leave room for a loaded machine.
+VIRTUAL_IN_PROCESS = pytest.mark.parametrize(
+    "connect",
+    [pytest.param("in-process", marks=pytest.mark.virtual_time), "loopback"],
+    indirect=True,
+)
+
+
+def on_virtual_clock(request: pytest.FixtureRequest) -> bool:
+    """Whether this test runs on the virtual clock (the in-process variant)."""
+    return request.node.get_closest_marker("virtual_time") is not None
+
+
+@VIRTUAL_IN_PROCESS
+async def test_slow_answer_times_out(connect: Connect, request: pytest.FixtureRequest) -> None:
     """An answer slower than the client's timeout is an APITimeoutError, in that time."""
     simulator = Simulator()
     client = await connect(simulator, timeout=0.2, max_retries=0)
-    simulator.inject(Fault.slow(5))
+    simulator.inject(Fault.slow(30))
     started = anyio.current_time()
     with pytest.raises(APITimeoutError):
         await client.data_slices()
-    assert 0.15 < anyio.current_time() - started < 2
+    elapsed = anyio.current_time() - started
+    if on_virtual_clock(request):
+        assert elapsed == pytest.approx(0.2, abs=1e-5)
+    else:  # never early; far below the 30 s answer and the default 10 s timeout
+        assert 0.15 < elapsed < 5
 
 
-async def test_many_targets_at_once(connect: Connect) -> None:
+@VIRTUAL_IN_PROCESS
+async def test_many_targets_at_once(connect: Connect, request: pytest.FixtureRequest) -> None:
     """realtime_many fetches every slice concurrently; each snapshot has its figures."""
-    simulator = Simulator(latency=0.05)
-    client = await connect(simulator)
+    simulator = Simulator(latency=0.5)
+    client = await connect(simulator, max_connections=12)
     targets = [Target(s.id) for s in simulator.account.slices] * 3
     started = anyio.current_time()
     snapshots = await client.realtime_many(targets, concurrency=12)
-    assert anyio.current_time() - started < 1  # 12 answers of 50 ms, not one after another
+    elapsed = anyio.current_time() - started
+    if on_virtual_clock(request):
+        assert elapsed == pytest.approx(0.5, abs=1e-5)  # all 12 answers at once
+    else:  # one after another, 12 answers of 0.5 s would take 6 s
+        assert elapsed < 3
     assert [snapshot.target for snapshot in snapshots] == targets
     assert all(snapshot.stats is not None for snapshot in snapshots)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.abc
 import pytest
-from conftest import API_KEY, CLIENT_ID, SLICE_ID, sample_payload
+from support import API_KEY, CLIENT_ID, SLICE_ID, sample_payload
 
 from wmspanel_async import WMSPanelClient
 

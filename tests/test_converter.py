@@ -4,9 +4,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import sample_payload
+from support import sample_payload
 
-from wmspanel_async import DataSlice, GeoEntry, InvalidResponseError, RealtimeStats
+from wmspanel_async import APIError, DataSlice, GeoEntry, InvalidResponseError, RealtimeStats
 from wmspanel_async._converter import make_wire_converter, parse_data_slices, parse_realtime
 
 
@@ -67,6 +67,10 @@ def test_integral_floats_are_integers() -> None:
             "realtime_data.geo[0]",
             "expected a string",
         ),
+        ({"connected": 1, "bandwidth": 1, "geo": ""}, "realtime_data.geo", "expected a list"),
+        ({"connected": 1, "bandwidth": 1, "geo": {}}, "realtime_data.geo", "expected a list"),
+        ({"connected": 1, "bandwidth": 1, "geo": "US"}, "realtime_data.geo", "expected a list"),
+        ({"connected": 1, "bandwidth": 1, "geo": None}, "realtime_data.geo", "expected a list"),
     ],
 )
 def test_bad_fields_name_their_path(realtime_data: Any, field: str, reason: str) -> None:
@@ -103,11 +107,7 @@ def test_slice_list_entry_path() -> None:
         (b'{"status": "Ok", "realtime_data": {"connec', "not JSON", None),
         (b"[1, 2]", "a JSON list, expected an object", None),
         (b'{"realtime_data": {}}', "has no status field", "status"),
-        (
-            b'{"status": "Error", "message": "no such slice"}',
-            "status 'Error' instead of \"Ok\": no such slice",
-            "status",
-        ),
+        (b'{"status": 1, "realtime_data": {}}', "a int status, expected a string", "status"),
     ],
 )
 def test_bodies_that_are_not_the_documented_json(
@@ -120,8 +120,69 @@ def test_bodies_that_are_not_the_documented_json(
     assert caught.value.field == field
 
 
+def test_a_refusal_is_an_api_error_with_its_message() -> None:
+    """A well-formed answer whose status is not "Ok" is APIError, carrying the API's message."""
+    with pytest.raises(APIError) as caught:
+        parse_realtime(b'{"status": "Error", "message": "no such slice"}')
+    assert str(caught.value) == "the API answered status 'Error' instead of \"Ok\": no such slice"
+    assert (caught.value.status, caught.value.api_message) == ("Error", "no such slice")
+
+
 def test_only_a_textual_message_is_quoted() -> None:
     """A non-string "message" beside a bad status is left out of the error text."""
-    with pytest.raises(InvalidResponseError) as caught:
+    with pytest.raises(APIError) as caught:
         parse_realtime(b'{"status": "Error", "message": 7}')
     assert str(caught.value) == "the API answered status 'Error' instead of \"Ok\""
+    assert caught.value.api_message is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "reason"),
+    [
+        ({"status": "Ok", "realtime_data": None}, "realtime_data", "expected an object"),
+        ({"status": "Ok", "realtime_data": [1, 2]}, "realtime_data", "expected an object"),
+        ({"status": "Ok", "realtime_data": "0"}, "realtime_data", "expected an object"),
+    ],
+)
+def test_realtime_data_must_be_an_object(payload: Any, field: str, reason: str) -> None:
+    """A null, list or string realtime_data is not an empty answer: it names the field."""
+    with pytest.raises(InvalidResponseError) as caught:
+        parse_realtime(body(payload))
+    assert (caught.value.field, reason in str(caught.value)) == (field, True)
+
+
+@pytest.mark.parametrize(
+    ("data_slices", "field"),
+    [
+        ("", "data_slices"),
+        ({}, "data_slices"),
+        (None, "data_slices"),
+        ("53e03c9978a6fc8596000001", "data_slices"),
+        ([None], "data_slices[0]"),
+        ([{"id": "a", "name": "b", "server_ids": "abc"}], "data_slices[0].server_ids"),
+        ([{"id": "a", "name": "b", "server_ids": {}}], "data_slices[0].server_ids"),
+    ],
+)
+def test_slice_lists_must_be_lists(data_slices: Any, field: str) -> None:
+    """A string or object where the API documents a list is refused, naming the field."""
+    with pytest.raises(InvalidResponseError) as caught:
+        parse_data_slices(body({"status": "Ok", "data_slices": data_slices}))
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000])
+def test_deep_nesting_is_an_invalid_response(depth: int) -> None:
+    """A body nested thousands of levels deep is an InvalidResponseError, not RecursionError."""
+    nested = b"[" * depth + b"]" * depth
+    for raw in (nested, b'{"status": "Ok", "realtime_data": {"geo": ' + nested + b"}}"):
+        with pytest.raises(InvalidResponseError):
+            parse_realtime(raw)
+
+
+def test_mistyped_values_do_not_ride_along_in_the_chain() -> None:
+    """What the server put in a mistyped field is quoted at most once, with no chained cause."""
+    with pytest.raises(InvalidResponseError) as caught:
+        parse_realtime(realtime_body(connected="echoed-secret", bandwidth=1))
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert str(caught.value).count("echoed-secret") == 1

@@ -6,9 +6,9 @@ import textwrap
 
 import anyio
 import pytest
-from conftest import python_command
+from support import python_command, run_pytest_as_user
 
-from wmspanel_async import InvalidResponseError, ServerError, WMSPanelClient
+from wmspanel_async import APIError, ServerError, WMSPanelClient
 from wmspanel_async.testing import Account, Fault, LoopbackServer, Simulator
 
 pytest_plugins = ["pytester"]
@@ -35,7 +35,7 @@ async def test_faults_reach_the_client_fixture(
     with pytest.raises(ServerError):
         await wmspanel_client.data_slices()
     wmspanel_simulator.inject(Fault.status("Error"))
-    with pytest.raises(InvalidResponseError):
+    with pytest.raises(APIError):
         await wmspanel_client.data_slices()
 
 
@@ -105,3 +105,77 @@ def test_plugin_is_found_through_its_entry_point(pytester: pytest.Pytester) -> N
     )
     result = pytester.run(*python_command(), "-m", "pytest", "-p", "no:cacheprovider", timeout=60)
     result.assert_outcomes(passed=1)
+
+
+#: Tests a user may write: the first two are not run by anyio, the last two are, and must
+#: pass whatever failed before them (pytest's own error left the fixtures broken for them).
+MIXED_TESTS = """
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+async def test_unmarked(wmspanel_client):
+    await wmspanel_client.data_slices()
+
+@pytest.mark.asyncio
+async def test_marked_for_pytest_asyncio(wmspanel_client):
+    await wmspanel_client.data_slices()
+
+def test_not_async(wmspanel_server):
+    pass
+
+@pytest.mark.anyio
+async def test_marked_after_the_others(wmspanel_client):
+    assert len(await wmspanel_client.data_slices()) == 4
+
+@pytest.mark.anyio
+async def test_marked_server_after_the_others(wmspanel_server):
+    assert wmspanel_server.url.startswith("http://127.0.0.1:")
+"""
+
+
+def test_tests_anyio_will_not_run_fail_with_what_to_add(pytester: pytest.Pytester) -> None:
+    """Unmarked, pytest-asyncio-marked and sync tests fail at setup saying what to add."""
+    pytester.makepyfile(test_user=MIXED_TESTS)
+    result = run_pytest_as_user(pytester)
+    result.assert_outcomes(passed=2, errors=3)
+    output = result.stdout.str()
+    for line in (
+        "*test_unmarked uses wmspanel_client, an async fixture that only anyio's pytest plugin "
+        "can run*it is not marked for anyio. Mark it @pytest.mark.anyio, or mark every test of "
+        "its module with `pytestmark = pytest.mark.anyio`*",
+        "*test_marked_for_pytest_asyncio uses wmspanel_client*it is marked "
+        "@pytest.mark.asyncio, for pytest-asyncio*Mark it @pytest.mark.anyio instead*",
+        "*test_not_async uses wmspanel_server*Make it `async def` and mark it @pytest.mark.anyio*",
+        '*define an `anyio_backend` fixture that returns "asyncio" or "trio"*MockClock*',
+    ):
+        result.stdout.fnmatch_lines([line])
+    assert "no plugin or hook that handled it" not in output
+    assert "AssertionError" not in output
+
+
+def test_pytest_asyncio_auto_mode_is_named_as_the_cause(pytester: pytest.Pytester) -> None:
+    """In pytest-asyncio's auto mode, even anyio-marked tests are told why they cannot run."""
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_marked(wmspanel_client):
+            await wmspanel_client.data_slices()
+
+        async def test_without_our_fixtures():
+            pass
+        """
+    )
+    result = run_pytest_as_user(pytester, "-o", "asyncio_mode=auto")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*pytest-asyncio runs in auto mode (asyncio_mode = auto)*Set asyncio_mode = strict*"]
+    )

@@ -1,25 +1,33 @@
 """The poller: fixed-rate scheduling, skips, backoff, auth failures and clean exits.
 
-Every async test runs on asyncio and trio on a virtual clock (unless it measures wall time),
+Every async test runs on asyncio and trio, and every one that waits on a virtual clock,
 so "30 s later" costs nothing and ``anyio.current_time()`` tells exactly when a request went
 out. The fake API is an ``httpx.MockTransport`` handler: no socket is opened.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import json
 import logging
 import math
-import time
-from collections import Counter
-from collections.abc import Callable
 
 import anyio
 import httpx
 import pytest
-from conftest import API_KEY, CLIENT_ID, sample_payload
+from support import (
+    API_KEY,
+    CLIENT_ID,
+    A,
+    B,
+    C,
+    FakeAPI,
+    VirtualUTC,
+    consume,
+    gaps,
+    make_polling_client,
+    realtime_response,
+    sample_payload,
+)
 
 from wmspanel_async import (
     AuthenticationError,
@@ -33,108 +41,9 @@ from wmspanel_async import (
     Target,
     WMSPanelClient,
 )
-from wmspanel_async._quota import DailyQuota, utc_now
+from wmspanel_async._quota import DailyQuota
 
 pytestmark = pytest.mark.anyio
-
-
-A = Target("a" * 24)
-B = Target("b" * 24)
-C = Target("c" * 24)
-NOON = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-
-class VirtualUTC:
-    """A UTC clock that moves with anyio's clock, from ``start`` at its first reading."""
-
-    def __init__(self, start: dt.datetime = NOON) -> None:
-        self.start = start
-        self.origin: float | None = None
-
-    def __call__(self) -> dt.datetime:
-        now = anyio.current_time()
-        if self.origin is None:
-            self.origin = now
-        return self.start + dt.timedelta(seconds=now - self.origin)
-
-
-def realtime_response(connected: int = 1) -> httpx.Response:
-    payload = {"status": "Ok", "realtime_data": {"connected": connected, "bandwidth": 10}}
-    return httpx.Response(200, json=payload)
-
-
-Answer = Callable[[int, float], httpx.Response]
-
-
-class FakeAPI:
-    """A MockTransport handler: scripted answers per slice, every request recorded."""
-
-    def __init__(self, latency: float = 0.0) -> None:
-        self.latency = latency
-        self.answers: dict[str, Answer] = {}
-        self.hang: set[str] = set()
-        self.requests: list[tuple[float, Target]] = []
-        self.in_flight: Counter[Target] = Counter()
-        self.max_in_flight = 0
-        self.max_in_flight_per_target = 0
-        self.cancelled = 0
-
-    def times(self, target: Target) -> list[float]:
-        return [when for when, seen in self.requests if seen == target]
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        params = request.url.params
-        target = Target(
-            params["data_slice"], stream=params.get("stream"), server=params.get("server")
-        )
-        now = anyio.current_time()
-        nth = sum(1 for _, seen in self.requests if seen == target)
-        self.requests.append((now, target))
-        self.in_flight[target] += 1
-        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
-        self.max_in_flight_per_target = max(self.max_in_flight_per_target, self.in_flight[target])
-        try:
-            if target.data_slice in self.hang:
-                await anyio.sleep_forever()
-            if self.latency:
-                await anyio.sleep(self.latency)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled += 1
-            raise
-        finally:
-            self.in_flight[target] -= 1
-        answer = self.answers.get(target.data_slice)
-        return answer(nth, now) if answer else realtime_response()
-
-
-def make_client(
-    api: FakeAPI,
-    *,
-    utc: Callable[[], dt.datetime] | None = None,
-    daily_limit: int = 10**9,
-    **kwargs: object,
-) -> WMSPanelClient:
-    return WMSPanelClient(
-        CLIENT_ID,
-        API_KEY,
-        transport=httpx.MockTransport(api),
-        clock=utc or VirtualUTC(),
-        daily_limit=daily_limit,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-async def consume(stream: SnapshotStream, seconds: float) -> list[tuple[float, Snapshot]]:
-    """Take every snapshot for ``seconds`` of (virtual) time; return them with their times."""
-    taken: list[tuple[float, Snapshot]] = []
-    with anyio.move_on_after(seconds):
-        async for snapshot in stream:
-            taken.append((anyio.current_time(), snapshot))
-    return taken
-
-
-def gaps(times: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 # -- the schedule -------------------------------------------------------------------------
@@ -145,7 +54,7 @@ async def test_targets_are_spread_over_the_interval() -> None:
     """Target i of N is first polled in the first half of its slot i * interval / N."""
     api = FakeAPI()
     targets = [Target(f"{i:024x}") for i in range(10)]
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         start = anyio.current_time()
         async with client.poll(targets, interval=10.0) as snapshots:
             await consume(snapshots, 9.99)
@@ -162,7 +71,7 @@ async def test_schedule_does_not_drift_over_10000_intervals() -> None:
     quota = DailyQuota(10**9, utc)
     calls: list[tuple[float, Target]] = []
 
-    async def fetch(target: Target) -> Snapshot:
+    async def fetch(target: Target, deadline: float) -> Snapshot:
         calls.append((anyio.current_time(), target))
         await anyio.sleep(0.3)  # a fixed-delay loop would drift 0.3 s per interval
         stats = RealtimeStats(connected=1, bandwidth=1)
@@ -184,16 +93,18 @@ async def test_schedule_does_not_drift_over_10000_intervals() -> None:
 @pytest.mark.virtual_time
 async def test_busy_target_skips_its_tick_and_never_overlaps() -> None:
     """A target whose request outlasts the interval skips ticks; one request in flight each."""
-    api = FakeAPI(latency=2.5)
-    async with make_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
+    # Slower than the interval, but within the poll's deadline of two intervals.
+    api = FakeAPI(latency=1.5)
+    async with make_polling_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
         await consume(snapshots, 30.0)
     assert api.max_in_flight_per_target == 1
+    assert snapshots.stats.errors == {}
     for target in (A, B):
-        # Due every second, but each poll holds the target for 2.5 s: ticks 0, 3, 6, ...
-        assert gaps(api.times(target)) == pytest.approx([3.0] * (len(api.times(target)) - 1))
-    # Each target had 30 ticks: one in three polled, the others skipped as busy.
+        # Due every second, but each poll holds the target for 1.5 s: ticks 0, 2, 4, ...
+        assert gaps(api.times(target)) == pytest.approx([2.0] * (len(api.times(target)) - 1))
+    # Each target had 30 ticks: one in two polled, the others skipped as busy.
     assert len(api.requests) + snapshots.stats.skipped_busy == 60
-    assert snapshots.stats.skipped_busy == 40
+    assert snapshots.stats.skipped_busy == 30
 
 
 @pytest.mark.virtual_time
@@ -202,7 +113,7 @@ async def test_concurrency_bounds_requests_in_flight() -> None:
     api = FakeAPI(latency=0.9)
     targets = [Target(f"{i:024x}") for i in range(30)]
     async with (
-        make_client(api, max_connections=5) as client,
+        make_polling_client(api, max_connections=5) as client,
         client.poll(targets, interval=1.0) as snapshots,
     ):
         await consume(snapshots, 20.0)
@@ -215,7 +126,7 @@ async def test_slow_consumer_skips_ticks_without_extra_calls() -> None:
     """Untaken snapshots make their targets skip ticks: no request, one buffered snapshot."""
     api = FakeAPI()
     taken = 0
-    async with make_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
         with anyio.move_on_after(60.0):
             async for _ in snapshots:
                 taken += 1
@@ -239,7 +150,7 @@ async def test_failing_target_backs_off_then_recovers(caplog: pytest.LogCaptureF
         httpx.Response(503) if now < 300 else realtime_response()
     )
     caplog.set_level(logging.INFO, logger="wmspanel_async")
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         start = anyio.current_time()
         api.answers[A.data_slice] = lambda nth, now: (
             httpx.Response(503) if now - start < 300 else realtime_response()
@@ -284,7 +195,7 @@ async def test_backoff_is_capped_at_ten_intervals() -> None:
     """A target that never recovers is still tried at least every 10 intervals (plus one)."""
     api = FakeAPI()
     api.answers[A.data_slice] = lambda nth, now: httpx.Response(500)
-    async with make_client(api) as client, client.poll([A], interval=2.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A], interval=2.0) as snapshots:
         await consume(snapshots, 2000.0)
     times = api.times(A)
     assert max(gaps(times)) <= 11 * 2.0 + 1e-9
@@ -299,7 +210,7 @@ async def test_retry_after_overrides_backoff() -> None:
     api.answers[A.data_slice] = lambda nth, now: (
         httpx.Response(429, headers={"Retry-After": "95"}) if nth == 0 else realtime_response()
     )
-    async with make_client(api) as client, client.poll([A], interval=10.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A], interval=10.0) as snapshots:
         await consume(snapshots, 150.0)
     times = api.times(A)
     assert gaps(times)[:3] == pytest.approx([100.0, 10.0, 10.0])
@@ -311,7 +222,7 @@ async def test_auth_error_ends_iteration_as_itself() -> None:
     """A 403 stops polling and leaves the block as AuthenticationError, not a group."""
     api = FakeAPI()
     api.answers[B.data_slice] = lambda nth, now: httpx.Response(403)
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         with pytest.raises(AuthenticationError) as raised:
             async with client.poll([A, B], interval=10.0) as snapshots:
                 await consume(snapshots, 100.0)
@@ -329,7 +240,7 @@ async def test_auth_error_is_raised_on_exit_when_not_iterating() -> None:
     """An error found while the body does something else is raised when the block ends."""
     api = FakeAPI()
     api.answers[A.data_slice] = lambda nth, now: httpx.Response(403)
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         with pytest.raises(AuthenticationError):
             async with client.poll([A], interval=10.0):
                 await anyio.sleep(5.0)
@@ -341,7 +252,7 @@ async def test_auth_error_can_be_yielded_per_target() -> None:
     api = FakeAPI()
     api.answers[B.data_slice] = lambda nth, now: httpx.Response(403)
     async with (
-        make_client(api) as client,
+        make_polling_client(api) as client,
         client.poll([A, B], interval=1.0, raise_on_auth_error=False) as snapshots,
     ):
         taken = await consume(snapshots, 50.0)
@@ -359,7 +270,7 @@ async def test_add_remove_and_set_interval_take_effect_live() -> None:
     """Targets come and go and the interval changes without restarting the stream."""
     api = FakeAPI()
     taken: list[tuple[float, Snapshot]] = []
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         start = anyio.current_time()
         async with client.poll([A], interval=1.0) as snapshots:
             with anyio.move_on_after(30.0):
@@ -398,14 +309,18 @@ async def test_add_remove_and_set_interval_take_effect_live() -> None:
 async def test_removed_target_snapshot_waiting_is_dropped() -> None:
     """A snapshot not yet taken when its target is removed is never handed over."""
     api = FakeAPI()
-    async with make_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
         first = await snapshots.__anext__()
         await anyio.sleep(0.9)  # both answered; one snapshot waits
         other = B if first.target == A else A
+        # The other target was polled once and its snapshot waits, answered but not taken.
+        assert len(api.times(other)) == 1
+        assert (snapshots.stats.polls, snapshots.stats.snapshots) == (2, 1)
         snapshots.remove(other)
         taken = await consume(snapshots, 5.0)
     assert taken
     assert {snapshot.target for _, snapshot in taken} == {first.target}
+    assert snapshots.stats.snapshots == 1 + len(taken)
 
 
 @pytest.mark.virtual_time
@@ -420,7 +335,7 @@ async def test_only_changes_yields_differences() -> None:
 
     api.answers[A.data_slice] = answer
     async with (
-        make_client(api) as client,
+        make_polling_client(api) as client,
         client.poll([A], interval=1.0, only_changes=True) as snapshots,
     ):
         taken = await consume(snapshots, 60.0)
@@ -440,7 +355,7 @@ async def test_leaving_the_block_cancels_requests_in_flight() -> None:
     """Breaking out stops at once: requests in flight are cancelled, nothing runs after."""
     api = FakeAPI()
     api.hang.add(B.data_slice)
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         tasks_before = len(anyio.get_running_tasks())
         async with client.poll([A, B], interval=10.0) as snapshots:
             async for snapshot in snapshots:
@@ -458,25 +373,27 @@ async def test_leaving_the_block_cancels_requests_in_flight() -> None:
         await snapshots.__anext__()
 
 
-async def test_leaving_takes_under_100ms_of_wall_time() -> None:
-    """On a real clock, leaving with a request hung in flight returns within 100 ms."""
+@pytest.mark.virtual_time
+async def test_leaving_takes_no_time_with_a_request_hung() -> None:
+    """Leaving with a request hung in flight waits for nothing: no clock time passes."""
     api = FakeAPI()
     api.hang.add(B.data_slice)
-    async with make_client(api, utc=utc_now) as client:
-        async with client.poll([A, B], interval=0.2) as snapshots:
-            async for _ in snapshots:
-                if api.in_flight[B]:
-                    started = time.perf_counter()
-                    break
-        assert time.perf_counter() - started < 0.1
+    async with make_polling_client(api) as client:
+        with anyio.fail_after(60.0):  # waiting for the hung request fails here, not hangs
+            async with client.poll([A, B], interval=10.0) as snapshots:
+                async for _ in snapshots:
+                    if api.in_flight[B]:
+                        broke_at = anyio.current_time()
+                        break
+            assert anyio.current_time() == broke_at
     assert api.cancelled == 1
 
 
 @pytest.mark.virtual_time
 async def test_cancellation_from_outside_stops_everything() -> None:
     """Cancelling an enclosing scope from another task ends the stream and its requests."""
-    api = FakeAPI(latency=2.5)  # each target polls at 0, 3, 6 s (+ its offset)
-    async with make_client(api) as client:
+    api = FakeAPI(latency=1.9)  # each target polls at 0, 2, 4, 6 s (+ its offset)
+    async with make_polling_client(api) as client:
         start = anyio.current_time()
         async with anyio.create_task_group() as task_group:
 
@@ -507,7 +424,7 @@ async def test_consumer_exception_leaves_as_itself() -> None:
                 if api.in_flight[B]:
                     _ = 1 / 0
 
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         with pytest.raises(ZeroDivisionError):
             await fail_in_the_loop(client)
     assert api.cancelled == 1
@@ -522,7 +439,7 @@ async def test_stats_tell_what_happened() -> None:
     api = FakeAPI()
     api.answers[B.data_slice] = lambda nth, now: httpx.Response(502)
     async with (
-        make_client(api, daily_limit=100_000) as client,
+        make_polling_client(api, daily_limit=100_000) as client,
         client.poll([A, B], interval=10.0, reserve=0.1) as snapshots,
     ):
         await consume(snapshots, 100.0)
@@ -549,7 +466,7 @@ async def test_api_key_never_logged_or_shown(caplog: pytest.LogCaptureFixture) -
         httpx.Response(500, text=f"echo {API_KEY}") if nth < 3 else realtime_response()
     )
     caplog.set_level(logging.DEBUG)
-    async with make_client(api) as client, client.poll([A], interval=1.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A], interval=1.0) as snapshots:
         taken = await consume(snapshots, 30.0)
     shown = [caplog.text, repr(snapshots), repr(snapshots.stats)]
     shown += [repr(s) + str(s.error) for _, s in taken]
@@ -594,14 +511,14 @@ async def test_discover_targets_lists_every_slice() -> None:
 )
 async def test_poll_rejects_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     """Out-of-range poll() arguments raise ConfigurationError saying what is wrong."""
-    async with make_client(FakeAPI()) as client:
+    async with make_polling_client(FakeAPI()) as client:
         with pytest.raises(ConfigurationError, match=message):
             client.poll([A], **kwargs)  # type: ignore[arg-type]
 
 
 async def test_poll_rejects_bad_targets() -> None:
     """A slice id instead of a Target, or an empty slice, is refused before polling."""
-    async with make_client(FakeAPI()) as client:
+    async with make_polling_client(FakeAPI()) as client:
         with pytest.raises(ConfigurationError, match="expected a Target"):
             client.poll(["a" * 24])  # type: ignore[list-item]
         with pytest.raises(ConfigurationError, match="data_slice is empty"):
@@ -615,7 +532,7 @@ async def test_poll_rejects_bad_targets() -> None:
 
 async def test_stream_must_be_entered_once() -> None:
     """Iterating outside the block, or entering twice, raises ClientStateError."""
-    async with make_client(FakeAPI()) as client:
+    async with make_polling_client(FakeAPI()) as client:
         stream = client.poll([A], interval=1000.0)
         with pytest.raises(ClientStateError, match="inside the block"):
             await stream.__anext__()
@@ -637,7 +554,7 @@ async def test_client_closed_while_polling_ends_iteration() -> None:
             async for _ in snapshots:
                 await client.aclose()
 
-    async with make_client(api) as client:
+    async with make_polling_client(api) as client:
         with pytest.raises(ClientStateError, match="closed"):
             await close_while_polling(client)
 
@@ -646,7 +563,7 @@ async def test_client_closed_while_polling_ends_iteration() -> None:
 async def test_target_removed_and_added_again_while_in_flight() -> None:
     """Removing drops the answer in flight; adding back never overlaps that request."""
     api = FakeAPI(latency=7.0)
-    async with make_client(api) as client, client.poll([A, B], interval=10.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A, B], interval=10.0) as snapshots:
         taken: list[Snapshot] = []
         with anyio.move_on_after(120.0):
             async for snapshot in snapshots:
@@ -668,7 +585,7 @@ async def test_target_removed_and_added_again_while_in_flight() -> None:
 async def test_removed_target_answer_in_flight_is_dropped() -> None:
     """A target removed while its request flies yields nothing more, ever."""
     api = FakeAPI(latency=7.0)
-    async with make_client(api) as client, client.poll([A, B], interval=10.0) as snapshots:
+    async with make_polling_client(api) as client, client.poll([A, B], interval=10.0) as snapshots:
         first = await snapshots.__anext__()  # A's, at 7-8 s; B's request flies from 5-6 s
         assert first.target == A
         snapshots.remove(B)

@@ -10,8 +10,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from conftest import API_KEY, CLIENT_ID
-from test_poller import (
+from support import (
+    API_KEY,
+    CLIENT_ID,
     A,
     B,
     C,
@@ -19,7 +20,7 @@ from test_poller import (
     VirtualUTC,
     consume,
     gaps,
-    make_client,
+    make_polling_client,
 )
 
 from wmspanel_async import (
@@ -56,13 +57,14 @@ def poller_messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 @pytest.mark.virtual_time
+@pytest.mark.usefixtures("local_time_zone")
 async def test_stretches_to_last_until_the_reset_and_again_after_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """At 23:00 with 950 calls to spend, 2 targets at 1 s poll every 7.6 s, then 182 s."""
     api = FakeAPI()
     seen: list[tuple[float, float]] = []
-    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
+    async with make_polling_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
         start = anyio.current_time()
         async with client.poll([A, B], interval=1.0) as snapshots:
             with anyio.move_on_after(5400.0):  # until 00:30
@@ -94,7 +96,7 @@ async def test_stretches_to_last_until_the_reset_and_again_after_it(
 async def test_reserve_is_left_for_on_demand_calls() -> None:
     """After a stretched day of polling, calls of the client's own still find the reserve."""
     api = FakeAPI()
-    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
+    async with make_polling_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client:
         async with client.poll([A, B, C], interval=1.0, reserve=0.1) as snapshots:
             await consume(snapshots, 3599.0)
         assert client.quota.used <= 900
@@ -104,6 +106,7 @@ async def test_reserve_is_left_for_on_demand_calls() -> None:
 
 
 @pytest.mark.virtual_time
+@pytest.mark.usefixtures("local_time_zone")
 async def test_spent_budget_pauses_until_the_reset(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -111,7 +114,7 @@ async def test_spent_budget_pauses_until_the_reset(
     path = tmp_path / "quota.json"
     path.write_text(json.dumps({"day": "2024-05-01", "used": 990}))
     api = FakeAPI()
-    async with make_client(
+    async with make_polling_client(
         api, utc=VirtualUTC(at(23, 50)), daily_limit=1000, quota_file=path
     ) as client:
         start = anyio.current_time()
@@ -130,13 +133,14 @@ async def test_spent_budget_pauses_until_the_reset(
 
 
 @pytest.mark.virtual_time
+@pytest.mark.usefixtures("local_time_zone")
 async def test_quota_refused_by_the_client_pauses_instead_of_yielding() -> None:
     """A fetch refused by the client's own ledger is no target failure: pause until reset."""
     utc = VirtualUTC(at(23, 59))
     quota = DailyQuota(10**6, utc)
     calls: list[float] = []
 
-    async def fetch(target: Target) -> Snapshot:
+    async def fetch(target: Target, deadline: float) -> Snapshot:
         calls.append(anyio.current_time())
         if len(calls) == 1:
             error = QuotaExhaustedError("spent", resets_at=MIDNIGHT)
@@ -162,7 +166,7 @@ async def test_quota_refused_by_the_client_pauses_instead_of_yielding() -> None:
 async def test_error_mode_raises_before_polling() -> None:
     """on_quota="error" refuses a schedule that cannot last until 00:00 UTC, sending nothing."""
     api = FakeAPI()
-    async with make_client(api, utc=VirtualUTC(at(12)), daily_limit=1000) as client:
+    async with make_polling_client(api, utc=VirtualUTC(at(12)), daily_limit=1000) as client:
         with pytest.raises(QuotaExhaustedError, match="needs about 86400 calls") as raised:
             async with client.poll([A, B], interval=1.0, on_quota="error"):
                 pass
@@ -176,16 +180,18 @@ async def test_error_mode_refuses_changes_that_do_not_fit() -> None:
     """add() and set_interval() raise, and change nothing, when the result would not fit."""
     api = FakeAPI()
     async with (
-        make_client(api, utc=VirtualUTC(at(12)), daily_limit=100_000) as client,
+        make_polling_client(api, utc=VirtualUTC(at(12)), daily_limit=100_000) as client,
         client.poll([A], interval=1.0, on_quota="error") as snapshots,
     ):
-        with pytest.raises(QuotaExhaustedError):
+        does_not_fit = r"needs about \d+ calls before the daily reset at 00:00 UTC"
+        # The message names the schedule asked for, not the one in force.
+        with pytest.raises(QuotaExhaustedError, match=r"these 1 targets every 0\.4 s needs about"):
             snapshots.set_interval(0.4)
         assert snapshots.stats.interval == 1.0
         snapshots.add(B)
-        with pytest.raises(QuotaExhaustedError):
+        with pytest.raises(QuotaExhaustedError, match="these 3 targets every 1 s needs about"):
             snapshots.add(C)
-        with pytest.raises(QuotaExhaustedError):
+        with pytest.raises(QuotaExhaustedError, match=does_not_fit):
             snapshots.add(B, interval=0.1)
         assert snapshots.targets == (A, B)
         await consume(snapshots, 10.0)
@@ -193,10 +199,11 @@ async def test_error_mode_refuses_changes_that_do_not_fit() -> None:
 
 
 @pytest.mark.virtual_time
+@pytest.mark.usefixtures("local_time_zone")
 async def test_error_mode_raises_at_midnight_when_a_day_does_not_fit() -> None:
     """A schedule that fits the last hour but not a whole day fails at the reset."""
     api = FakeAPI()
-    async with make_client(api, utc=VirtualUTC(at(23)), daily_limit=10_000) as client:
+    async with make_polling_client(api, utc=VirtualUTC(at(23)), daily_limit=10_000) as client:
         start = anyio.current_time()
         with pytest.raises(QuotaExhaustedError, match="needs about 17280 calls"):
             async with client.poll([A], interval=5.0, on_quota="error") as snapshots:
@@ -228,6 +235,7 @@ def test_quota_file_survives_restarts(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["quota.json"]
 
 
+@pytest.mark.usefixtures("local_time_zone")
 def test_quota_file_of_another_day_starts_at_zero(tmp_path: Path) -> None:
     """A count saved yesterday does not count today, and the file is renewed."""
     path = tmp_path / "quota.json"
@@ -291,7 +299,7 @@ async def test_client_counts_its_calls_in_the_quota_file(tmp_path: Path) -> None
 def fetch_spending(quota: DailyQuota, utc: VirtualUTC, calls: list[float]) -> Fetch:
     """A fetch function that counts one call on ``quota``, as the client does."""
 
-    async def fetch(target: Target) -> Snapshot:
+    async def fetch(target: Target, deadline: float) -> Snapshot:
         calls.append(anyio.current_time())
         quota.spend()
         stats = RealtimeStats(connected=1, bandwidth=1)
@@ -301,6 +309,7 @@ def fetch_spending(quota: DailyQuota, utc: VirtualUTC, calls: list[float]) -> Fe
 
 
 @pytest.mark.virtual_time
+@pytest.mark.usefixtures("local_time_zone")
 async def test_calls_spent_elsewhere_pause_polling_until_the_reset(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -355,7 +364,7 @@ async def test_refused_fetch_raises_in_error_mode() -> None:
     utc = VirtualUTC(at(22))
     quota = DailyQuota(10**6, utc)
 
-    async def fetch(target: Target) -> Snapshot:
+    async def fetch(target: Target, deadline: float) -> Snapshot:
         error = QuotaExhaustedError("spent", resets_at=MIDNIGHT)
         return Snapshot(target=target, stats=None, error=error, fetched_at=utc(), latency=0)
 
@@ -373,7 +382,7 @@ async def test_stretch_relaxes_when_the_schedule_shrinks(caplog: pytest.LogCaptu
     api = FakeAPI()
     caplog.set_level(logging.INFO, logger="wmspanel_async.poller")
     async with (
-        make_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client,
+        make_polling_client(api, utc=VirtualUTC(at(23)), daily_limit=1000) as client,
         client.poll([A, B], interval=1.0) as snapshots,
     ):
         assert await snapshots.__anext__()

@@ -1,4 +1,8 @@
-"""The daily call budget: counting, refusal before sending, reset at 00:00 UTC."""
+"""The daily call budget: counting, refusal before sending, reset at 00:00 UTC.
+
+Every test runs in several local time zones (the ``local_time_zone`` fixture): the day
+turns at 00:00 UTC wherever the machine is.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import datetime as dt
 
 import pytest
 import respx
-from conftest import SLICE_ID, FakeUTCClock, make_client, sample_payload
+from support import SLICE_ID, FakeUTCClock, make_client, sample_payload
 
-from wmspanel_async import QuotaExhaustedError, QuotaStatus, Target
+from wmspanel_async import AuthenticationError, QuotaExhaustedError, QuotaStatus, Target
 from wmspanel_async._quota import DailyQuota, next_utc_midnight
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("local_time_zone")]
 
 MIDNIGHT = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
 
@@ -45,7 +49,7 @@ async def test_failed_attempts_count_too(api: respx.Router, utc_clock: FakeUTCCl
     """An attempt that fails still spent a call of the account."""
     api.get("/v1/data_slices").respond(403)
     async with make_client(api, clock=utc_clock) as client:
-        with pytest.raises(Exception, match="403"):
+        with pytest.raises(AuthenticationError, match=r"client_id .* \(403\)"):
             await client.data_slices()
         assert client.quota.used == 1
 

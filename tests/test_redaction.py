@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from collections.abc import Callable
@@ -9,9 +10,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 import respx
-from conftest import API_KEY, SLICE_ID, make_client
+from support import API_KEY, SLICE_ID, make_client
 
-from wmspanel_async import WMSPanelClient, WMSPanelError
+from wmspanel_async import APIError, InvalidResponseError, WMSPanelClient, WMSPanelError
+from wmspanel_async._redact import REDACTED
 
 pytestmark = pytest.mark.anyio
 
@@ -95,6 +97,55 @@ async def test_key_never_leaks(
         assert API_KEY not in record.getMessage(), record.name
     if failure not in {"connect-error", "timeout", "protocol-error"}:
         assert any(r.name == "httpx" for r in caplog.records)
+    assert API_KEY not in caplog.text
+
+
+def quote_url_in_json_message(request: httpx.Request) -> httpx.Response:
+    """An API error whose message is the full request URL, key and all."""
+    return httpx.Response(200, json={"status": "Error", "message": str(request.url)})
+
+
+def start_body_with_url(request: httpx.Request) -> httpx.Response:
+    """A body that is not JSON and starts with the full request URL, key and all."""
+    return httpx.Response(200, text=f"{request.url} is not served here")
+
+
+#: Servers that quote the whole URL where our messages quote them whole too: in the status
+#: message (up to 200 characters) and in the start of a non-JSON body (80 characters); with
+#: the error each one raises.
+WHOLE_URL_ECHOES: dict[
+    str, tuple[Callable[[httpx.Request], httpx.Response], type[WMSPanelError]]
+] = {
+    "json-message": (quote_url_in_json_message, APIError),
+    "not-json": (start_body_with_url, InvalidResponseError),
+}
+
+#: Short enough that the request URL, key included, fits in the 80 characters of a body
+#: that an error message quotes: https://a.b/v1/data_slices?client_id=c&api_key=<32>.
+SHORT_BASE_URL = "https://a.b"
+
+
+@pytest.mark.parametrize("use_http_client", [False, True], ids=["transport", "http_client"])
+@pytest.mark.parametrize("echo", WHOLE_URL_ECHOES)
+async def test_key_quoted_whole_in_an_answer_is_redacted(
+    caplog: pytest.LogCaptureFixture, echo: str, use_http_client: bool
+) -> None:
+    """A key that an answer quotes whole, into our message, is blanked before raising."""
+    caplog.set_level(logging.DEBUG)
+    answer, error = WHOLE_URL_ECHOES[echo]
+    transport = httpx.MockTransport(answer)
+    async with contextlib.AsyncExitStack() as stack:
+        if use_http_client:
+            http_client = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+            client = WMSPanelClient("c", API_KEY, base_url=SHORT_BASE_URL, http_client=http_client)
+        else:
+            client = WMSPanelClient("c", API_KEY, base_url=SHORT_BASE_URL, transport=transport)
+        await stack.enter_async_context(client)
+        with pytest.raises(error) as caught:
+            await client.data_slices()
+    # The whole key was in what the message quotes, and was blanked there.
+    assert f"api_key={REDACTED}" in str(caught.value)
+    assert API_KEY not in texts_of(caught.value)
     assert API_KEY not in caplog.text
 
 

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 import respx
-from conftest import FakeUTCClock, make_client, sample_payload
+from support import FakeUTCClock, make_client, sample_payload
 
 from wmspanel_async import (
     APIConnectionError,
@@ -88,6 +88,21 @@ async def test_backoff_is_full_jitter_within_bounds(api: respx.Router) -> None:
     assert len(waits) == 5
     for n, wait in enumerate(waits):
         assert 0 <= wait <= min(0.5 * 2**n, 8) + 1e-6
+
+
+async def test_backoff_stays_capped_through_many_retries(api: respx.Router) -> None:
+    """Through ten retries, past the point where 0.5 * 2**n exceeds 8 s, no wait tops 8 s."""
+    route = api.get(SLICES).mock(side_effect=[httpx.Response(500)] * 11)
+    times: list[float] = []
+    attempt_times(route, times)
+    # Ten retries cost 50 of the retry budget's 100 tokens: none is refused.
+    async with make_client(api, max_retries=10, deadline=None) as client:
+        with pytest.raises(ServerError):
+            await client.data_slices()
+    waits = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(waits) == 10
+    # Uncapped, retries 5 to 9 would each wait over 8 s with odds 1/2 to 31/32.
+    assert all(0 <= wait <= 8 + 1e-6 for wait in waits), waits
 
 
 def test_backoff_delay_draws_below_the_cap() -> None:

@@ -12,9 +12,9 @@ import anyio
 import attrs
 import httpx
 import pytest
-from conftest import sample_payload
+from support import sample_payload
 
-import wmspanel_async.testing
+from wmspanel_async import ServerError, Target
 from wmspanel_async.testing import (
     Account,
     APIKey,
@@ -366,7 +366,7 @@ async def test_user_key_sees_only_its_slices(api: API) -> None:
     answer = (await api.get(REALTIME, key=user_key.key, data_slice=other)).json()
     unknown = (await api.get(REALTIME, data_slice="0" * 24)).json()
     assert answer == {"status": "Error", "message": f"data slice {other} not found"}
-    assert unknown["status"] == "Error"
+    assert unknown == answer | {"message": f"data slice {'0' * 24} not found"}
 
 
 async def test_lite_slice_has_totals_but_no_stream_figures(api: API) -> None:
@@ -374,8 +374,10 @@ async def test_lite_slice_has_totals_but_no_stream_figures(api: API) -> None:
     lite = next(s for s in api.account.slices if s.lite)
     assert (await api.realtime(data_slice=lite.id))["connected"] > 0
     answer = (await api.get(REALTIME, data_slice=lite.id, stream=api.account.streams[0].id)).json()
-    assert answer["status"] == "Error"
-    assert "lite" in answer["message"]
+    assert answer == {
+        "status": "Error",
+        "message": f"data slice {lite.id} is a lite slice: it has no per-stream realtime data",
+    }
 
 
 @pytest.mark.parametrize(
@@ -399,10 +401,14 @@ async def test_bad_parameters_get_status_error(
 
 
 async def test_stream_outside_a_slice_with_chosen_streams(api: API) -> None:
-    """The Sports slice does not know the news stream."""
-    news = api.account.streams[0]
-    answer = (await api.get(REALTIME, data_slice=api.account.slices[1].id, stream=news.id)).json()
-    assert answer["status"] == "Error"
+    """The Sports slice does not know the news stream: status Error, saying so."""
+    news, sports = api.account.streams[0], api.account.slices[1]
+    assert (news.name, sports.name, sports.lite) == ("live/news", "Sports", False)
+    answer = (await api.get(REALTIME, data_slice=sports.id, stream=news.id)).json()
+    assert answer == {
+        "status": "Error",
+        "message": f"stream {news.id} not found in data slice {sports.id}",
+    }
 
 
 async def test_unknown_path_and_method(api: API) -> None:
@@ -464,7 +470,10 @@ async def test_daily_limit_and_its_reset_at_midnight_utc() -> None:
     assert statuses == [200, 200, 200]
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "60"
-    assert refused.json()["status"] == "Error"
+    assert refused.json() == {
+        "status": "Error",
+        "message": "the daily limit of 3 API calls is reached; it resets at 00:00 UTC",
+    }
     assert after_midnight.status_code == 200
     assert simulator.calls_today() == 1
     assert [record.counted for record in simulator.requests] == [
@@ -518,6 +527,59 @@ async def test_faults_queue_by_times_and_path(api: API) -> None:
     assert statuses == [429, 502, 502, 200]
     with pytest.raises(ValueError, match="times must be 1 or more"):
         api.simulator.inject(Fault.disconnect(), times=0)
+
+
+async def test_fault_scoped_to_a_data_slice(api: API) -> None:
+    """A fault for one data slice spoils only its realtime requests, streams included."""
+    first, second = api.account.slices[0].id, api.account.slices[1].id
+    stream = api.account.streams[1].id  # live/sports-1, in both slices
+    api.simulator.inject(Fault.http_status(502), times=2, data_slice=second)
+    statuses = [
+        (await api.get(SLICES)).status_code,
+        (await api.get(REALTIME, data_slice=first)).status_code,
+        (await api.get(REALTIME, data_slice=second, stream=stream)).status_code,
+        (await api.get(REALTIME, data_slice=first, stream=stream)).status_code,
+        (await api.get(REALTIME, data_slice=second)).status_code,
+        (await api.get(REALTIME, data_slice=second)).status_code,
+    ]
+    assert statuses == [200, 200, 502, 200, 502, 200]
+
+
+async def test_fault_scoped_to_a_target(api: API) -> None:
+    """A fault for a target spoils requests for exactly it: same slice, stream and server."""
+    whole = api.account.slices[0]
+    stream = api.account.streams[0].id
+    target = Target(whole.id, stream=stream)
+    api.simulator.inject(Fault.status("Error", "no such stream"), target=target)
+    untouched = [
+        await api.get(REALTIME, data_slice=whole.id),
+        await api.get(REALTIME, data_slice=whole.id, stream=stream, server=whole.servers[0]),
+    ]
+    spoiled = await api.get(REALTIME, data_slice=whole.id, stream=stream)
+    assert [response.json()["status"] for response in untouched] == ["Ok", "Ok"]
+    assert spoiled.json() == {"status": "Error", "message": "no such stream"}
+
+
+async def test_scoped_faults_fail_one_target_of_realtime_many() -> None:
+    """With a slice's fault outlasting the retries, realtime_many fails that slice alone."""
+    simulator = Simulator(clock=fixed(NOON))
+    sports = simulator.account.slices[1]
+    simulator.inject(Fault.http_status(503, retry_after=0), times=3, data_slice=sports)
+    async with simulator.client() as client:
+        targets = [Target(data_slice.id) for data_slice in simulator.account.slices]
+        snapshots = await client.realtime_many(targets)
+    failed = [snapshot.target for snapshot in snapshots if snapshot.error is not None]
+    assert failed == [Target(sports.id)]
+    assert isinstance(snapshots[1].error, ServerError)
+    assert all(snapshot.stats is not None for snapshot in snapshots if snapshot.error is None)
+
+
+def test_scope_is_a_slice_or_a_target() -> None:
+    """data_slice and target together are refused: a target names its slice already."""
+    simulator = Simulator()
+    whole = simulator.account.slices[0].id
+    with pytest.raises(ValueError, match="not both"):
+        simulator.inject(Fault.disconnect(), data_slice=whole, target=Target(whole))
 
 
 async def test_malformed_and_status_faults(api: API) -> None:
@@ -642,13 +704,3 @@ async def test_demo_simulator_allows_a_day_of_refreshes() -> None:
     async with demo.client() as client:
         assert client.quota.limit == 1_000_000
         assert (await client.data_slices())[0].name == "All streams"
-
-
-def test_public_names_are_sorted_importable_and_documented() -> None:
-    """wmspanel_async.testing lists its public names sorted, and each class documents itself."""
-    names = wmspanel_async.testing.__all__
-    assert names == sorted(names)
-    for name in names:
-        value = getattr(wmspanel_async.testing, name)
-        if isinstance(value, type) or callable(value):
-            assert value.__doc__, name

@@ -3,11 +3,13 @@
 from ._client import WMSPanelClient, __version__
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
+    InternalError,
     InvalidResponseError,
     QuotaExhaustedError,
     RateLimitError,
@@ -19,6 +21,7 @@ from ._poller import PollerStats, SnapshotStream
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
@@ -26,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "DataSlice",
     "GeoEntry",
+    "InternalError",
     "InvalidResponseError",
     "PollerStats",
     "QuotaExhaustedError",

@@ -7,10 +7,10 @@ then the body goes through ``_converter`` into a model.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -20,35 +20,30 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from ._constants import DEFAULT_DAILY_LIMIT
 from ._converter import parse_data_slices, parse_realtime
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    AuthenticationError,
     ClientStateError,
     ConfigurationError,
+    InternalError,
     InvalidResponseError,
-    RateLimitError,
-    ServerError,
     WMSPanelError,
 )
+from ._governor import OnQuota
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
-from ._poller import OnQuota, SnapshotStream
+from ._poller import SnapshotStream
 from ._quota import DailyQuota, UTCClock, utc_now
-from ._retry import (
-    MAX_RETRY_AFTER,
-    RETRYABLE_STATUSES,
-    RetryBudget,
-    backoff_delay,
-    parse_retry_after,
-)
-from ._transport import HTTPX_LOG_FILTER, REDACTED, CredentialsTransport
+from ._redact import LOG_FILTER, Redactor
+from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
+from ._status import status_error
+from ._transport import CredentialsTransport
 
 logger = logging.getLogger("wmspanel_async")
 
 DEFAULT_BASE_URL = "https://api.wmspanel.com"
-DEFAULT_DAILY_LIMIT = 15_000
 #: Bodies above this are refused unread: the documented answers are a few KiB at most.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -70,19 +65,21 @@ def _is_loopback(host: str) -> bool:
 
 
 def _checked_base_url(base_url: str) -> httpx.URL:
+    # A query or fragment has no business in a base URL, and may hold a key: never quoted.
+    shown = repr(base_url.partition("?")[0].partition("#")[0])
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        msg = f"base_url {base_url!r} is not a valid URL: {exc}"
+        msg = f"base_url {shown} is not a valid URL: {exc}"
         raise ConfigurationError(msg) from None
     if not url.host:
-        msg = f"base_url {base_url!r} has no host; give a full URL like {DEFAULT_BASE_URL!r}"
+        msg = f"base_url {shown} has no host; give a full URL like {DEFAULT_BASE_URL!r}"
         raise ConfigurationError(msg)
     if url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.host)):
         return url
     msg = (
-        f"base_url {str(url.copy_with(query=None))!r} is not HTTPS; the API key travels in the "
-        "query string, so only https:// URLs (or http:// on a loopback address) are allowed"
+        f"base_url {shown} is not HTTPS; the API key travels in the query string, so only "
+        "https:// URLs (or http:// on a loopback address) are allowed"
     )
     raise ConfigurationError(msg)
 
@@ -165,12 +162,12 @@ class WMSPanelClient:
         clock: UTCClock = utc_now,
         quota_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.client_id = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
+        self.client_id: str = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
         api_key = _setting(api_key, "WMSPANEL_API_KEY", "API key")
-        self.base_url = _checked_base_url(
+        self.base_url: httpx.URL = _checked_base_url(
             base_url or os.environ.get("WMSPANEL_BASE_URL") or DEFAULT_BASE_URL
         )
-        self.max_retries = _nonnegative(max_retries, "max_retries")
+        self.max_retries: int = _nonnegative(max_retries, "max_retries")
         if daily_limit < 1 or max_connections < 1:
             msg = "daily_limit and max_connections must be 1 or more"
             raise ConfigurationError(msg)
@@ -181,7 +178,10 @@ class WMSPanelClient:
             msg = "pass either transport or http_client, not both"
             raise ConfigurationError(msg)
 
-        self._api_key = api_key
+        self._redact = Redactor(api_key)
+        # Until the client is closed (or collected), its key is blanked in the records of
+        # httpx's, httpcore's and our loggers, whatever a server echoes back.
+        self._forget_key = weakref.finalize(self, LOG_FILTER.register(api_key))
         self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
@@ -189,6 +189,7 @@ class WMSPanelClient:
         self._retry_budget = RetryBudget()
         self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
         self._closed = False
+        self._warned_long_retry_after = False
         self._event_loop: object = None
         self._owns_http_client = http_client is None
         self._max_connections = max_connections if http_client is None else None
@@ -204,7 +205,6 @@ class WMSPanelClient:
             # Not our transport to wrap: the credentials must ride in the URL httpx sees.
             self._http = http_client
             self._credential_params = {"client_id": self.client_id, "api_key": api_key}
-            logging.getLogger("httpx").addFilter(HTTPX_LOG_FILTER)
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -229,8 +229,11 @@ class WMSPanelClient:
         if self._closed:
             return
         self._closed = True
-        if self._owns_http_client:
-            await self._http.aclose()
+        try:
+            if self._owns_http_client:
+                await self._http.aclose()
+        finally:
+            self._forget_key()
 
     @property
     def quota(self) -> QuotaStatus:
@@ -276,7 +279,13 @@ class WMSPanelClient:
         """
         return await self._fetch(Target(data_slice, stream=stream, server=server))
 
-    async def snapshot(self, target: Target, *, max_retries: int | None = None) -> Snapshot:
+    async def snapshot(
+        self,
+        target: Target,
+        *,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+    ) -> Snapshot:
         """Fetch one target and return its figures, or the error, as a :class:`Snapshot`.
 
         Only errors of ours are caught into the snapshot; cancellation passes through.
@@ -285,11 +294,13 @@ class WMSPanelClient:
             target: What to fetch.
             max_retries: Retries for this call, instead of the client's ``max_retries``;
                 the poller passes 0, since its next tick is the retry.
+            deadline: Seconds this call may take in all, if shorter than the client's
+                ``deadline``; the poller ties it to the interval.
         """
         started = anyio.current_time()
         stats, error = None, None
         try:
-            stats = await self._fetch(target, max_retries)
+            stats = await self._fetch(target, max_retries, deadline)
         except WMSPanelError as exc:
             error = exc
         return Snapshot(
@@ -335,16 +346,15 @@ class WMSPanelClient:
                 task_group.start_soon(work_through_pending)
         return [snapshot for snapshot in snapshots if snapshot is not None]
 
-    async def _fetch(self, target: Target, max_retries: int | None = None) -> RealtimeStats:
-        if not target.data_slice:
-            msg = "data_slice is empty; pass a DataSlice or its id"
-            raise ConfigurationError(msg)
+    async def _fetch(
+        self, target: Target, max_retries: int | None = None, deadline: float | None = None
+    ) -> RealtimeStats:
         params = {"data_slice": target.data_slice}
         if target.stream is not None:
             params["stream"] = target.stream
         if target.server is not None:
             params["server"] = target.server
-        return await self._call("/v1/realtime_data", params, parse_realtime, max_retries)
+        return await self._call("/v1/realtime_data", params, parse_realtime, max_retries, deadline)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -366,26 +376,31 @@ class WMSPanelClient:
         params: dict[str, str],
         parse: Callable[[bytes], _T],
         max_retries: int | None = None,
+        deadline: float | None = None,
     ) -> _T:
         self._check_usable()
         retries = self.max_retries if max_retries is None else max_retries
+        if deadline is None or (self._deadline is not None and self._deadline < deadline):
+            deadline = self._deadline
         try:
-            with anyio.move_on_after(self._deadline) as deadline_scope:
+            with anyio.move_on_after(deadline) as deadline_scope:
                 return parse(await self._get_with_retries(path, params, deadline_scope, retries))
-            msg = (
-                f"GET {path} did not finish within its {self._deadline:g} s deadline, retries "
-                "included; check the network or raise the client's deadline"
-            )
-            raise APITimeoutError(msg)
         except WMSPanelError as exc:
             # Last line of defence: a server may echo the query string in what we quote.
-            exc.args = self._redacted(exc.args)
+            self._redact.scrub(exc)
             raise
-
-    def _redacted(self, args: tuple[object, ...]) -> tuple[object, ...]:
-        return tuple(
-            arg.replace(self._api_key, REDACTED) if isinstance(arg, str) else arg for arg in args
+        except Exception as exc:
+            self._redact.scrub(exc)
+            msg = (
+                f"GET {path} failed with an unexpected {type(exc).__name__}: {exc}; this is a "
+                "bug in wmspanel-async, please report it with the traceback"
+            )
+            raise InternalError(msg) from exc
+        msg = (
+            f"GET {path} did not finish within its {deadline:g} s deadline, retries included; "
+            "check the network or raise the client's deadline"
         )
+        raise APITimeoutError(msg)
 
     async def _get_with_retries(
         self,
@@ -399,9 +414,17 @@ class WMSPanelClient:
         while True:
             self._quota.spend()
             try:
-                body = await self._attempt(path, params, attempt)
+                body = await self._attempt(path, params, attempt, max_retries)
             except (APIConnectionError, APIStatusError) as error:
-                delay = self._retry_delay(error, attempt, deadline_scope.deadline, max_retries)
+                self._redact.scrub(error)  # before it is logged below
+                delay = retry_delay(
+                    error,
+                    attempt=attempt,
+                    max_retries=max_retries,
+                    calls_left=self._quota.status().remaining,
+                    now=anyio.current_time(),
+                    deadline=deadline_scope.deadline,
+                )
                 if delay is None:
                     raise
                 cost = self._retry_budget.withdraw(after_timeout=isinstance(error, APITimeoutError))
@@ -423,31 +446,9 @@ class WMSPanelClient:
                 self._retry_budget.deposit(retry_costs)
                 return body
 
-    def _retry_delay(
-        self,
-        error: APIConnectionError | APIStatusError,
-        attempt: int,
-        deadline: float,
-        max_retries: int,
-    ) -> float | None:
-        """Return how long to wait before retrying after ``error``, or ``None`` to give up."""
-        if attempt >= max_retries or self._quota.status().remaining == 0:
-            return None
-        if isinstance(error, APIStatusError):
-            if error.status_code not in RETRYABLE_STATUSES:
-                return None
-            if error.retry_after is not None:
-                if error.retry_after > MAX_RETRY_AFTER:
-                    return None
-                delay = error.retry_after
-            else:
-                delay = backoff_delay(attempt)
-        else:
-            delay = backoff_delay(attempt)
-        # A wait that would end past the deadline cannot help; fail now with the real cause.
-        return delay if anyio.current_time() + delay < deadline else None
-
-    async def _attempt(self, path: str, params: dict[str, str], attempt: int) -> bytes:
+    async def _attempt(
+        self, path: str, params: dict[str, str], attempt: int, max_retries: int
+    ) -> bytes:
         request = self._http.build_request(
             "GET",
             self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path),
@@ -466,7 +467,7 @@ class WMSPanelClient:
                 await response.aclose()
         except httpx.RequestError as exc:
             # A transport's error may quote the URL it was given, and that URL holds the key.
-            exc.args = self._redacted(exc.args)
+            self._redact.scrub(exc)
             if isinstance(exc, httpx.TimeoutException):
                 msg = f"GET {path} timed out ({type(exc).__name__}); the API or network is slow"
                 raise APITimeoutError(msg) from exc
@@ -478,7 +479,7 @@ class WMSPanelClient:
             response.status_code,
             anyio.current_time() - started,
             attempt + 1,
-            self.max_retries + 1,
+            max_retries + 1,
         )
         if not response.is_success:
             raise self._status_error(path, response)
@@ -494,40 +495,46 @@ class WMSPanelClient:
             raise InvalidResponseError(too_large)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        pieces = response.aiter_bytes()
+        async for chunk in pieces:
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise InvalidResponseError(too_large)
+                break
             chunks.append(chunk)
-        return b"".join(chunks)
+        else:
+            # Blanked whole on the way in: what quotes a part of it later could cut a key
+            # in half, and half a key is no longer found.
+            return self._redact.blank_bytes(b"".join(chunks))
+        # Left half-way, httpx's chain of async generators would be abandoned (trio warns
+        # of each): closing the response ends the chain, and the loop then runs it out.
+        await response.aclose()
+        async for _ in pieces:
+            pass
+        raise InvalidResponseError(too_large)
 
     def _status_error(self, path: str, response: httpx.Response) -> APIStatusError:
-        status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-        if status in (401, 403):
-            msg = (
-                f"the API refused the credentials of client_id {self.client_id!r} ({status}): "
-                "either client_id or api_key is wrong, or this machine's IP address is not on "
-                "the account's API whitelist in WMSPanel"
-            )
-            return AuthenticationError(msg, status_code=status)
-        if status == 429:
-            wait = f" and asks to wait {retry_after:g} s" if retry_after is not None else ""
-            msg = f"GET {path}: the API is rate limiting this account (429){wait}; poll less often"
-            return RateLimitError(msg, status_code=status, retry_after=retry_after)
-        if status >= 500:
-            msg = f"GET {path}: the API failed on its side ({status} {response.reason_phrase})"
-            return ServerError(msg, status_code=status, retry_after=retry_after)
-        if response.is_redirect:
-            location = httpx.URL(response.headers.get("Location", "")).copy_with(query=None)
-            msg = (
-                f"GET {path} was redirected ({status}) to {str(location)!r}; redirects are not "
-                "followed because they would carry the API key elsewhere: set base_url to the "
-                "address that answers"
-            )
-            return APIStatusError(msg, status_code=status)
-        msg = f"GET {path}: the API answered {status} {response.reason_phrase}"
-        return APIStatusError(msg, status_code=status, retry_after=retry_after)
+        now = self._clock()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        if retry_after is not None and retry_after > (until_reset := seconds_until_reset(now)):
+            if not self._warned_long_retry_after:
+                self._warned_long_retry_after = True
+                logger.warning(
+                    "GET %s: the API asked to wait %.0f s, past the daily reset at 00:00 UTC; "
+                    "waiting %.0f s, until the reset, instead (said once per client)",
+                    path,
+                    retry_after,
+                    until_reset,
+                )
+            retry_after = until_reset
+        location = response.headers.get("Location") if response.is_redirect else None
+        return status_error(
+            path,
+            response.status_code,
+            self._redact(response.reason_phrase),  # whole, before it is cut short
+            client_id=self.client_id,
+            retry_after=retry_after,
+            location=None if location is None else self._redact(location),
+        )
 
     def poll(
         self,
@@ -555,6 +562,12 @@ class WMSPanelClient:
         a target still busy with its previous request, or whose previous snapshot was not
         taken yet, skips its tick. Targets that keep failing back off (full jitter, up to 10
         intervals, or as long as ``Retry-After`` asks); their snapshots carry the error.
+
+        A stalled upstream cannot starve the targets that answer: a poll may take two
+        intervals (at least 1 s, at most the client's ``deadline``; doubled after each
+        timeout in a row), and targets whose last poll failed may hold at most half of the
+        ``concurrency``. An unexpected exception in one target's poll is logged and carried
+        in its snapshot as :class:`InternalError`; the others go on.
 
         Args:
             targets: What to poll; :meth:`SnapshotStream.add` adds more later.
@@ -589,8 +602,12 @@ class WMSPanelClient:
                 f"create the client with max_connections={concurrency}"
             )
             raise ConfigurationError(msg)
+
+        async def poll_once(target: Target, deadline: float) -> Snapshot:
+            return await self.snapshot(target, max_retries=0, deadline=deadline)
+
         return SnapshotStream(
-            functools.partial(self.snapshot, max_retries=0),
+            poll_once,
             targets,
             quota=self._quota.status,
             utc_clock=self._clock,

@@ -14,7 +14,7 @@ import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from ._exceptions import InvalidResponseError
+from ._exceptions import APIError, InvalidResponseError
 from ._models import DataSlice, GeoEntry, RealtimeStats
 
 _T = TypeVar("_T")
@@ -58,6 +58,21 @@ def _structure_geo_entry(value: Any, _: object) -> GeoEntry:
     return GeoEntry(country=_structure_str(country), connected=_structure_int(connected))
 
 
+def _require_json_type(converter: cattrs.Converter, model_type: Any, json_type: type) -> None:
+    # cattrs turns any iterable into a tuple, so "" and {} would pass as empty lists, and
+    # reads objects through `in`, so null fails with a puzzling message: check the JSON type.
+    structure = converter.get_structure_hook(model_type)
+    expected = "a list" if json_type is list else "an object"
+
+    def structure_checked(value: Any, _: object) -> Any:
+        if not isinstance(value, json_type):
+            msg = f"expected {expected}, got {type(value).__name__} {value!r:.40}"
+            raise TypeError(msg)
+        return structure(value, model_type)
+
+    converter.register_structure_hook_func(lambda type_: type_ == model_type, structure_checked)
+
+
 def make_wire_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
     """Build the converter from wire JSON to models.
 
@@ -68,6 +83,10 @@ def make_wire_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(GeoEntry, _structure_geo_entry)
+    for sequence_type in (tuple[str, ...], tuple[GeoEntry, ...], tuple[DataSlice, ...]):
+        _require_json_type(converter, sequence_type, list)
+    for object_type in (DataSlice, RealtimeStats):
+        _require_json_type(converter, object_type, dict)
     return converter
 
 
@@ -91,6 +110,8 @@ def _invalid_field(exc: Exception) -> InvalidResponseError:
 def _decode(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
+    except RecursionError:
+        reason = "nested too deeply"
     except ValueError as exc:
         reason = str(exc)
     else:
@@ -105,24 +126,31 @@ def _decode(body: bytes) -> dict[str, Any]:
         msg = f"the API answered a JSON {type(payload).__name__}, expected an object"
         raise InvalidResponseError(msg)
     status = payload.get("status")
-    if status != "Ok":
+    if status == "Ok":
+        return payload
+    if not isinstance(status, str):
         msg = (
             "the API answer has no status field"
             if status is None
-            else f'the API answered status {status!r:.80} instead of "Ok"'
+            else f"the API answered a {type(status).__name__} status, expected a string"
         )
-        explanation = payload.get("message")
-        if isinstance(explanation, str) and explanation:
-            msg += f": {explanation:.200}"
         raise InvalidResponseError(msg, field="status")
-    return payload
+    msg = f'the API answered status {status!r:.80} instead of "Ok"'
+    explanation = payload.get("message")
+    if isinstance(explanation, str) and explanation:
+        msg += f": {explanation:.200}"
+        raise APIError(msg, status=status, api_message=explanation)
+    raise APIError(msg, status=status)
 
 
 def _structure(payload: dict[str, Any], answer_type: type[_T], converter: cattrs.Converter) -> _T:
     try:
         return converter.structure(payload, answer_type)
     except Exception as exc:  # cattrs raises several types; all mean "not the documented shape"
-        raise _invalid_field(exc) from exc
+        error = _invalid_field(exc)
+    # Raised unchained: cattrs' errors quote the offending value, which may be anything the
+    # server sent back, the key included; the message says all that is needed.
+    raise error
 
 
 def parse_data_slices(body: bytes, converter: cattrs.Converter = _converter) -> list[DataSlice]:

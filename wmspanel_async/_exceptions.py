@@ -7,7 +7,9 @@ them and nothing raw from httpx, anyio or cattrs ever reaches the caller::
     ├── ConfigurationError        bad or missing settings, found before anything is sent
     ├── ClientStateError          the client is closed or used from another event loop
     ├── QuotaExhaustedError       the local daily call budget is spent
+    ├── APIError                  the API refused the request: status not "Ok", with a message
     ├── InvalidResponseError      the answer is not what the API documents
+    ├── InternalError             a bug in wmspanel-async: please report it
     ├── APIConnectionError        no answer: connection failed, reset, ...
     │   └── APITimeoutError       no answer in time
     └── APIStatusError            an HTTP status we do not accept
@@ -47,6 +49,24 @@ class QuotaExhaustedError(WMSPanelError):
         self.resets_at = resets_at
 
 
+class APIError(WMSPanelError):
+    """The API answered well-formed JSON whose ``status`` is not ``"Ok"``: it refused the request.
+
+    WMSPanel answers so for a request it understood but will not serve, such as an unknown
+    data slice, or a stream of a lite slice. Not retried: the same request gets the same
+    answer.
+
+    Attributes:
+        status: The ``status`` the API answered, for example ``"Error"``.
+        api_message: The API's ``message``, saying why, or ``None`` when it gave none.
+    """
+
+    def __init__(self, message: str, *, status: str, api_message: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.api_message = api_message
+
+
 class InvalidResponseError(WMSPanelError):
     """The API answered something that is not the documented JSON.
 
@@ -58,6 +78,13 @@ class InvalidResponseError(WMSPanelError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InternalError(WMSPanelError):
+    """Something failed that wmspanel-async did not expect: a bug; please report it.
+
+    The unexpected exception is chained as ``__cause__``, with its traceback.
+    """
 
 
 class APIConnectionError(WMSPanelError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import attrs
 
-from ._exceptions import WMSPanelError
+from ._exceptions import ConfigurationError, WMSPanelError
 
 
 @attrs.frozen(kw_only=True)
@@ -57,21 +58,40 @@ def _slice_id(data_slice: DataSlice | str) -> str:
     return data_slice.id if isinstance(data_slice, DataSlice) else data_slice
 
 
+def _check_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # An id is sent as query text: anything but a non-empty string would be sent as its
+    # repr (b'...', [...]) or as an empty parameter, and the API would answer about
+    # something else than what was meant.
+    if value is None and attribute.name != "data_slice":
+        return
+    if not isinstance(value, str):
+        msg = f"{attribute.name} must be an id string, got {type(value).__name__} {value!r:.60}"
+        raise ConfigurationError(msg)
+    if not value:
+        what = "a DataSlice or its id" if attribute.name == "data_slice" else "an id or None"
+        msg = f"{attribute.name} is empty; pass {what}"
+        raise ConfigurationError(msg)
+
+
 @attrs.frozen
 class Target:
     """What to ask realtime figures for: a data slice, optionally one stream and/or server.
 
     Targets are hashable and compare by value, so they can key dictionaries and sets.
+    Ids are checked when the target is made, before anything is sent.
 
     Attributes:
         data_slice: The slice's id (a ``DataSlice`` given here is reduced to its id).
         stream: A stream id, for one stream's figures (regular slices only).
         server: A server id, for one server's share.
+
+    Raises:
+        ConfigurationError: An id is not a string, or is empty.
     """
 
-    data_slice: str = attrs.field(converter=_slice_id)
-    stream: str | None = None
-    server: str | None = None
+    data_slice: str = attrs.field(converter=_slice_id, validator=_check_id)
+    stream: str | None = attrs.field(default=None, validator=_check_id)
+    server: str | None = attrs.field(default=None, validator=_check_id)
 
     def __str__(self) -> str:
         parts = [f"data_slice={self.data_slice}"]

@@ -6,13 +6,16 @@ to one of ``concurrency`` workers -> the worker awaits the fetch function the cl
 (one HTTP attempt, never retried here: the next tick is the retry) -> the snapshot waits in
 the target's one-snapshot slot -> the consumer takes it in ``async for``.
 
-This module never imports ``_client``: the client hands over what the poller needs (the
-fetch function, the quota's status and the UTC clock), so imports run one way.
+Whether the schedule fits the daily quota is the business of ``_governor`` (plain
+arithmetic), and where ticks fall that of ``_schedule``; this module asks them and acts.
+It never imports ``_client``: the client hands over what the poller needs (the fetch
+function, the quota's status and the UTC clock), so imports run one way.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import heapq
 import itertools
 import logging
@@ -27,39 +30,41 @@ import anyio.lowlevel
 import attrs
 
 from ._exceptions import (
+    APITimeoutError,
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
+    InternalError,
     QuotaExhaustedError,
     WMSPanelError,
 )
+from ._governor import AFTER_RESET, OnQuota, QuotaGovernor, QuotaPlan, Verdict
 from ._models import QuotaStatus, Snapshot, Target
 from ._quota import UTCClock
+from ._schedule import SLOT_EPSILON, first_slot, spread_anchor
 
 logger = logging.getLogger("wmspanel_async.poller")
 
-#: Fetch one target once (no retries) and return its figures or the error as a snapshot.
-Fetch = Callable[[Target], Awaitable[Snapshot]]
-
-#: What to do when the requested schedule would spend more calls than are left today.
-OnQuota = Literal["stretch", "error"]
+#: Fetch one target once (no retries), within a deadline in seconds, and return its
+#: figures or the error as a snapshot.
+Fetch = Callable[[Target, float], Awaitable[Snapshot]]
 
 #: Backoff after consecutive failures never waits longer than this many intervals.
 BACKOFF_CAP_INTERVALS = 10
-#: Targets are spread over the interval, each at a random point of the first part of its
-#: slot: this fraction of the slot, and never more than MAX_JITTER seconds.
-SPREAD_JITTER = 0.5
-MAX_JITTER = 1.0
-#: Seconds between checks that the schedule still fits the day's remaining calls.
-QUOTA_RECHECK = 60.0
-#: A new stretch factor within this ratio of the current one does not change the schedule.
-STRETCH_HYSTERESIS = 1.05
+#: A poll may take this many of its target's intervals (and at least MIN_POLL_DEADLINE
+#: seconds, at most the client's deadline): a stalled answer is given up while it can
+#: still matter, instead of holding a connection for the client's whole timeout. Each
+#: timeout in a row doubles it (up to MAX_DEADLINE_DOUBLINGS times), and a success sets it
+#: to twice the answer's latency if that is longer, so a slow but working API still answers.
+POLL_DEADLINE_INTERVALS = 2.0
+MIN_POLL_DEADLINE = 1.0
+MAX_DEADLINE_DOUBLINGS = 5
+#: Targets whose last poll failed may hold at most this share of the concurrency (and at
+#: least one request), so that an upstream that stalls for some targets cannot take every
+#: connection from the targets that answer.
+DOWN_SHARE = 0.5
 #: How many recent polls the lateness figures of ``stats`` are computed from.
 LATENESS_WINDOW = 1024
-#: Wake this long after 00:00 UTC, so that the quota has surely rolled over.
-_AFTER_RESET = 0.001
-#: Float tolerance when finding the first schedule slot at or after a moment.
-_SLOT_EPSILON = 1e-9
 #: Event loops fire timers up to one clock resolution early; a tick due within this is due.
 _EARLY_WAKE = 1e-5
 
@@ -75,9 +80,6 @@ def _checked_target(target: object) -> Target:
     if not isinstance(target, Target):
         msg = f"expected a Target, got {type(target).__name__} {target!r:.60}"
         raise ConfigurationError(msg)
-    if not target.data_slice:
-        msg = "a target's data_slice is empty; pass a DataSlice or its id"
-        raise ConfigurationError(msg)
     return target
 
 
@@ -87,8 +89,21 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@attrs.define(kw_only=True)
+class _PollCounts:
+    """The poller's running counts; :class:`PollerStats` documents each."""
+
+    polls: int = 0
+    snapshots: int = 0
+    unchanged: int = 0
+    skipped_busy: int = 0
+    skipped_slow_consumer: int = 0
+    skipped_backoff: int = 0
+    skipped_quota: int = 0
+
+
 @attrs.frozen(kw_only=True)
-class PollerStats:
+class PollerStats(_PollCounts):
     """What a :class:`SnapshotStream` has done so far, at one moment.
 
     Every tick of every target is either a poll or one of the skips, so
@@ -122,13 +137,6 @@ class PollerStats:
     targets: int
     interval: float
     effective_interval: float
-    polls: int
-    snapshots: int
-    unchanged: int
-    skipped_busy: int
-    skipped_slow_consumer: int
-    skipped_backoff: int
-    skipped_quota: int
     errors: Mapping[str, int]
     targets_down: int
     quota: QuotaStatus
@@ -149,69 +157,32 @@ class PollerStats:
         )
 
 
-@attrs.frozen(kw_only=True)
-class _QuotaPlan:
-    """How the requested schedule compares with the calls left until 00:00 UTC."""
-
-    status: QuotaStatus
-    reserved: int
-    available: int
-    seconds_left: float
-    needed: float
-
-    @property
-    def factor(self) -> float:
-        """How much to stretch every interval so the calls last until the reset."""
-        if self.needed <= self.available:
-            return 1.0
-        if self.available <= 0:
-            return math.inf
-        return self.needed / self.available
-
-
+@attrs.define(eq=False)
 class _TargetState:
     """Everything the poller tracks about one target; only the poller's tasks touch it."""
 
-    __slots__ = (
-        "anchor",
-        "busy",
-        "down_since",
-        "due",
-        "failures",
-        "generation",
-        "interval",
-        "k",
-        "last_due",
-        "last_key",
-        "not_before",
-        "override",
-        "pending",
-        "planned",
-        "removed",
-        "target",
-        "tick_due",
-    )
-
-    def __init__(self, target: Target, override: float | None) -> None:
-        self.target = target
-        self.override = override
-        # The schedule: tick k is due at anchor + k * interval (fixed rate, no drift).
-        # Planning it again bumps the generation, which voids its older heap entries.
-        self.planned = False
-        self.generation = 0
-        self.anchor = 0.0
-        self.interval = 0.0
-        self.k = 0
-        self.due = 0.0
-        self.last_due: float | None = None  # due time of the last tick that sent a request
-        self.tick_due = 0.0  # due time of the request in flight
-        self.busy = False  # a request is in flight or waits for a worker
-        self.pending: Snapshot | None = None  # the one snapshot the consumer has not taken
-        self.removed = False
-        self.failures = 0
-        self.down_since = 0.0
-        self.not_before = -math.inf  # backoff: no request before this moment
-        self.last_key: tuple[object, type[BaseException] | None] | None = None
+    target: Target
+    override: float | None  # an interval of its own
+    # The schedule: tick k is due at anchor + k * interval (fixed rate, no drift).
+    # Planning it again bumps the generation, which voids its older heap entries.
+    planned: bool = False
+    generation: int = 0
+    anchor: float = 0.0
+    interval: float = 0.0
+    k: int = 0
+    due: float = 0.0
+    last_due: float | None = None  # due time of the last tick that sent a request
+    tick_due: float = 0.0  # due time of the request in flight
+    busy: bool = False  # a request is in flight or waits for a worker
+    busy_while_down: bool = False  # ... and it counts against the down targets' share
+    pending: Snapshot | None = None  # the one snapshot the consumer has not taken
+    removed: bool = False
+    failures: int = 0
+    timeouts: int = 0  # polls in a row that ran out of time
+    last_latency: float = 0.0  # of the last successful poll
+    down_since: float = 0.0
+    not_before: float = -math.inf  # backoff: no request before this moment
+    last_key: tuple[object, type[BaseException] | None] | None = None  # for only_changes
 
 
 class SnapshotStream:
@@ -258,19 +229,12 @@ class SnapshotStream:
         if not (isinstance(concurrency, int) and concurrency >= 1):
             msg = f"concurrency must be 1 or more, got {concurrency!r}"
             raise ConfigurationError(msg)
-        if on_quota not in ("stretch", "error"):
-            msg = f'on_quota must be "stretch" or "error", got {on_quota!r}'
-            raise ConfigurationError(msg)
-        if not (isinstance(reserve, int | float) and 0 <= reserve < 1):
-            msg = f"reserve must be a fraction of the daily limit in [0, 1), got {reserve!r}"
-            raise ConfigurationError(msg)
+        self._governor = QuotaGovernor(reserve, on_quota)
         self._fetch = fetch
         self._quota = quota
         self._utc_clock = utc_clock
         self._interval = _checked_interval(interval)
         self._concurrency = concurrency
-        self._on_quota: OnQuota = on_quota
-        self._reserve = float(reserve)
         self._only_changes = only_changes
         self._raise_on_auth_error = raise_on_auth_error
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
@@ -279,7 +243,6 @@ class SnapshotStream:
         for checked in map(_checked_target, targets):
             self._states.setdefault(checked, _TargetState(checked, None))
 
-        self._factor = 1.0
         self._heap: list[tuple[float, int, int, _TargetState]] = []
         self._sequence = itertools.count()
         self._dirty = True  # something changed: revise the quota plan, plan new targets
@@ -288,6 +251,8 @@ class SnapshotStream:
         self._paused_until: float | None = None
         self._paused_since = 0.0
         self._busy = 0
+        self._busy_down = 0
+        self._down_limit = max(1, int(concurrency * DOWN_SHARE))
 
         self._ready: collections.deque[_TargetState] = collections.deque()
         self._ready_event: anyio.Event | None = None
@@ -298,20 +263,15 @@ class SnapshotStream:
         self._fatal: BaseException | None = None
         self._fatal_raised = False
 
-        self._polls = 0
-        self._snapshots = 0
-        self._unchanged = 0
-        self._skipped_busy = 0
-        self._skipped_slow_consumer = 0
-        self._skipped_backoff = 0
-        self._skipped_quota = 0
+        self._counts = _PollCounts()
         self._errors: collections.Counter[str] = collections.Counter()
         self._lateness: collections.deque[float] = collections.deque(maxlen=LATENESS_WINDOW)
 
     def __repr__(self) -> str:
         return (
             f"<SnapshotStream {self._state} targets={len(self.targets)} "
-            f"interval={self._interval:g} effective_interval={self._interval * self._factor:g}>"
+            f"interval={self._interval:g} "
+            f"effective_interval={self._interval * self._governor.factor:g}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -320,7 +280,7 @@ class SnapshotStream:
         if self._state != "new":
             msg = "a SnapshotStream can be entered once; call client.poll() again for another"
             raise ClientStateError(msg)
-        if self._on_quota == "error":
+        if self._governor.on_quota == "error":
             self._require_fits(self._rate())
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -373,7 +333,7 @@ class SnapshotStream:
                 snapshot, state.pending = state.pending, None
                 if snapshot is None or state.removed:
                     continue
-                self._snapshots += 1
+                self._counts.snapshots += 1
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 return snapshot
             self._ready_event = event = anyio.Event()
@@ -409,11 +369,11 @@ class SnapshotStream:
         target = _checked_target(target)
         override = None if interval is None else _checked_interval(interval)
         state = self._states.get(target)
-        if self._on_quota == "error":
-            rate = self._rate()
+        if self._governor.on_quota == "error":
+            rate, targets = self._rate(), len(self.targets)
             if state is not None and not state.removed:
-                rate -= 1 / (state.override or self._interval)
-            self._require_fits(rate + 1 / (override or self._interval))
+                rate, targets = rate - 1 / (state.override or self._interval), targets - 1
+            self._require_fits(rate + 1 / (override or self._interval), targets=targets + 1)
         if state is None:
             self._states[target] = _TargetState(target, override)
         elif state.removed or state.override != override:
@@ -448,8 +408,8 @@ class SnapshotStream:
                 cover the new schedule; nothing changed.
         """
         seconds = _checked_interval(seconds)
-        if self._on_quota == "error":
-            self._require_fits(self._rate(default=seconds))
+        if self._governor.on_quota == "error":
+            self._require_fits(self._rate(default=seconds), interval=seconds)
         self._interval = seconds
         self._respread = True
         self._changed()
@@ -463,18 +423,12 @@ class SnapshotStream:
         return PollerStats(
             targets=len(live),
             interval=self._interval,
-            effective_interval=self._interval * self._factor,
-            polls=self._polls,
-            snapshots=self._snapshots,
-            unchanged=self._unchanged,
-            skipped_busy=self._skipped_busy,
-            skipped_slow_consumer=self._skipped_slow_consumer,
-            skipped_backoff=self._skipped_backoff,
-            skipped_quota=self._skipped_quota,
+            effective_interval=self._interval * self._governor.factor,
+            **attrs.asdict(self._counts),
             errors=MappingProxyType(dict(self._errors)),
             targets_down=sum(1 for state in live if state.failures),
             quota=status,
-            reserved_calls=self._reserved_calls(status),
+            reserved_calls=self._governor.reserved_calls(status),
             paused=self._paused_until is not None,
             lateness_p50=_percentile(lateness, 0.5),
             lateness_p99=_percentile(lateness, 0.99),
@@ -498,91 +452,50 @@ class SnapshotStream:
             1 / (state.override or default) for state in self._states.values() if not state.removed
         )
 
-    def _reserved_calls(self, status: QuotaStatus) -> int:
-        return math.ceil(self._reserve * status.limit)
+    def _plan(self, rate: float) -> QuotaPlan:
+        return self._governor.plan(self._quota(), rate=rate, now=self._utc_clock())
 
-    def _plan(self, rate: float) -> _QuotaPlan:
-        status = self._quota()
-        reserved = self._reserved_calls(status)
-        seconds_left = max((status.resets_at - self._utc_clock()).total_seconds(), 0.0)
-        return _QuotaPlan(
-            status=status,
-            reserved=reserved,
-            available=status.remaining - reserved,
-            seconds_left=seconds_left,
-            needed=rate * seconds_left,
+    def _require_fits(
+        self, rate: float, *, targets: int | None = None, interval: float | None = None
+    ) -> None:
+        """Raise unless ``rate`` fits today's calls; the error names the schedule asked for."""
+        self._governor.require_fits(
+            self._plan(rate),
+            targets=len(self.targets) if targets is None else targets,
+            interval=interval or self._interval,
         )
-
-    def _require_fits(self, rate: float) -> None:
-        plan = self._plan(rate)
-        if plan.factor > 1:
-            raise self._exhausted(plan)
-
-    def _exhausted(self, plan: _QuotaPlan) -> QuotaExhaustedError:
-        msg = (
-            f"polling these {len(self.targets)} targets every {self._interval:g} s needs about "
-            f"{math.ceil(plan.needed)} calls before the daily reset at "
-            f"{plan.status.resets_at:%H:%M} UTC, but only {max(plan.available, 0)} are left "
-            f"after keeping {plan.reserved} in reserve: poll less often or fewer targets, "
-            'raise the account\'s daily limit, or pass on_quota="stretch"'
-        )
-        return QuotaExhaustedError(msg, resets_at=plan.status.resets_at)
-
-    def _budget_spent(self) -> bool:
-        status = self._quota()
-        return status.remaining - self._reserved_calls(status) - self._busy <= 0
 
     def _revise(self, now: float) -> None:
         """Fit the schedule to the calls left today, then rebuild it if needed."""
-        plan = self._plan(self._rate())
-        self._next_quota_check = now + min(QUOTA_RECHECK, plan.seconds_left + _AFTER_RESET)
-        factor = plan.factor
-        if factor > 1 and self._on_quota == "error":
-            raise self._exhausted(plan)
-        if math.isinf(factor):
-            self._pause(now, plan.seconds_left, plan)
+        verdict: Verdict = self._governor.revise(
+            self._plan(self._rate()), targets=len(self.targets), interval=self._interval
+        )
+        self._next_quota_check = now + verdict.recheck_in
+        if verdict.pause_for is not None:
+            self._pause(now, verdict.pause_for, verdict.log)
             return
-        if factor > self._factor * STRETCH_HYSTERESIS or factor < self._factor / (
-            STRETCH_HYSTERESIS
-        ):
-            if factor > 1:
-                logger.warning(
-                    "polling %d targets every %g s would need about %d calls before the daily "
-                    "reset at %s UTC, but %d are left after keeping %d in reserve; polling "
-                    "every %.3g s instead",
-                    len(self.targets),
-                    self._interval,
-                    math.ceil(plan.needed),
-                    f"{plan.status.resets_at:%H:%M}",
-                    plan.available,
-                    plan.reserved,
-                    self._interval * factor,
-                )
-            else:
-                logger.info("the daily quota allows polling every %g s again", self._interval)
-            self._factor = factor
-            self._respread = True
+        if verdict.log is not None:
+            logger.log(*verdict.log)
+        self._respread = self._respread or verdict.respread
         if self._dirty or self._respread:
             self._replan(now)
 
-    def _pause(self, now: float, seconds_left: float, plan: _QuotaPlan | None = None) -> None:
+    def _pause(self, now: float, seconds: float, log: tuple[int, str] | None = None) -> None:
         if self._paused_until is not None:
             return
-        self._paused_until = now + seconds_left + _AFTER_RESET
+        self._paused_until = now + seconds
         self._paused_since = now
-        status = plan.status if plan is not None else self._quota()
-        logger.warning(
-            "the poller's share of today's calls is spent (%d left, %d kept in reserve); "
-            "pausing until the daily reset at %s UTC, in %.0f s",
-            status.remaining,
-            self._reserved_calls(status),
-            f"{status.resets_at:%H:%M}",
-            seconds_left,
-        )
+        if log is None:
+            log = (logging.WARNING, self._governor.pause_notice(self._quota(), seconds))
+        logger.log(*log)
+
+    def _pause_until_reset(self, now: float, resets_at: dt.datetime) -> None:
+        seconds_left = (resets_at - self._utc_clock()).total_seconds()
+        self._pause(now, seconds_left + AFTER_RESET)
 
     def _resume(self, now: float) -> None:
         """End a pause: count the ticks it skipped, and plan anew for the new day."""
-        reset = now - _AFTER_RESET  # ticks from the reset on are the new day's
+        reset = now - AFTER_RESET  # ticks from the reset on are the new day's
         for state in self._states.values():
             if state.removed:
                 continue
@@ -590,9 +503,8 @@ class SnapshotStream:
                 due, interval = state.due, state.interval
             else:  # paused before its first tick
                 due = self._paused_since
-                interval = (state.override or self._interval) * self._factor
-            if due < reset:
-                self._skipped_quota += math.ceil((reset - due) / interval - _SLOT_EPSILON)
+                interval = (state.override or self._interval) * self._governor.factor
+            self._counts.skipped_quota += first_slot(due, interval, reset)
         self._paused_until = None
         self._respread = True
         self._next_quota_check = -math.inf
@@ -615,19 +527,17 @@ class SnapshotStream:
         spread = [state for state in batch if self._respread or state.last_due is None]
         position = {id(state): index for index, state in enumerate(spread)}
         for state in batch:
-            interval = (state.override or self._interval) * self._factor
+            interval = (state.override or self._interval) * self._governor.factor
             index = position.get(id(state))
             if index is None and state.last_due is not None:
-                phase = state.last_due  # an interval of its own: keep its rhythm
+                anchor = state.last_due  # an interval of its own: keep its rhythm
             else:
-                slot = interval / len(spread)
-                jitter = self._rng.random() * min(SPREAD_JITTER * slot, MAX_JITTER)
-                phase = now + (index or 0) * slot + jitter
+                anchor = spread_anchor(now, index or 0, len(spread), interval, self._rng.random())
             earliest = now if state.last_due is None else max(now, state.last_due + interval)
             state.interval = interval
-            state.anchor = phase
-            state.k = max(0, math.ceil((earliest - phase) / interval - _SLOT_EPSILON))
-            state.due = phase + state.k * interval
+            state.anchor = anchor
+            state.k = first_slot(anchor, interval, earliest)
+            state.due = anchor + state.k * interval
             state.planned = True
             state.generation += 1
             heapq.heappush(heap, (state.due, next(self._sequence), state.generation, state))
@@ -675,22 +585,28 @@ class SnapshotStream:
         due = state.due
         state.k += 1
         state.due = state.anchor + state.k * state.interval
+        counts = self._counts
         if state.busy:
-            self._skipped_busy += 1
+            counts.skipped_busy += 1
         elif state.pending is not None:
-            self._skipped_slow_consumer += 1
-        elif due < state.not_before - _SLOT_EPSILON:
-            self._skipped_backoff += 1
-        elif self._budget_spent():
-            self._skipped_quota += 1
-            if self._on_quota == "error":
-                raise self._exhausted(self._plan(self._rate()))
-            status = self._quota()
-            self._pause(now, (status.resets_at - self._utc_clock()).total_seconds(), None)
+            counts.skipped_slow_consumer += 1
+        elif due < state.not_before - SLOT_EPSILON or (
+            state.failures and self._busy_down >= self._down_limit
+        ):
+            counts.skipped_backoff += 1
+        elif self._governor.budget_spent(status := self._quota(), self._busy):
+            counts.skipped_quota += 1
+            if self._governor.on_quota == "error":
+                raise self._governor.exhausted(
+                    self._plan(self._rate()), targets=len(self.targets), interval=self._interval
+                )
+            self._pause_until_reset(now, status.resets_at)
         else:
             state.busy = True
+            state.busy_while_down = bool(state.failures)
             state.tick_due = state.last_due = due
             self._busy += 1
+            self._busy_down += state.busy_while_down
             self._dispatch_send.send_nowait(state)
 
     # -- the workers ---------------------------------------------------------------------
@@ -700,11 +616,38 @@ class SnapshotStream:
             started = anyio.current_time()
             self._lateness.append(started - state.tick_due)
             try:
-                snapshot = await self._fetch(state.target)
+                snapshot = await self._fetch(state.target, self._poll_deadline(state))
+            except Exception as exc:  # a bug: it must not stop the other targets' polling
+                snapshot = self._unexpected(state.target, exc, started)
             finally:
                 state.busy = False
                 self._busy -= 1
+                self._busy_down -= state.busy_while_down
             self._settle(state, snapshot, anyio.current_time())
+
+    @staticmethod
+    def _poll_deadline(state: _TargetState) -> float:
+        """Return the seconds the next poll of ``state``'s target may take."""
+        usual = max(POLL_DEADLINE_INTERVALS * state.interval, MIN_POLL_DEADLINE)
+        doublings = min(state.timeouts, MAX_DEADLINE_DOUBLINGS)
+        return max(usual * 2.0**doublings, 2.0 * state.last_latency)
+
+    def _unexpected(self, target: Target, exc: Exception, started: float) -> Snapshot:
+        """Log a fetch's unexpected exception, and make it the target's error snapshot."""
+        msg = (
+            f"polling {target} failed with an unexpected {type(exc).__name__}: this is a bug "
+            "in wmspanel-async, please report it with the traceback"
+        )
+        logger.error("%s", msg, exc_info=exc)
+        error = InternalError(msg)
+        error.__cause__ = exc
+        return Snapshot(
+            target=target,
+            stats=None,
+            error=error,
+            fetched_at=self._utc_clock(),
+            latency=anyio.current_time() - started,
+        )
 
     def _settle(self, state: _TargetState, snapshot: Snapshot, now: float) -> None:
         """Account for one answer and hand it to the consumer."""
@@ -712,13 +655,13 @@ class SnapshotStream:
             return
         error = snapshot.error
         if isinstance(error, QuotaExhaustedError):  # refused before sending: not a failure
-            self._skipped_quota += 1
-            if self._on_quota == "error":
+            self._counts.skipped_quota += 1
+            if self._governor.on_quota == "error":
                 raise error
-            self._pause(now, (error.resets_at - self._utc_clock()).total_seconds())
+            self._pause_until_reset(now, error.resets_at)
             self._wake_scheduler()
             return
-        self._polls += 1
+        self._counts.polls += 1
         if error is not None:
             self._errors[type(error).__name__] += 1
             if isinstance(error, ClientStateError) or (
@@ -731,7 +674,23 @@ class SnapshotStream:
             return
         if error is not None:
             self._failed(state, error, now)
-        elif state.failures:
+        else:
+            self._succeeded(state, snapshot.latency, now)
+        if self._only_changes:
+            key = (snapshot.stats, type(error) if error is not None else None)
+            if key == state.last_key:
+                self._counts.unchanged += 1
+                return
+            state.last_key = key
+        state.pending = snapshot
+        self._ready.append(state)
+        if self._ready_event is not None:
+            self._ready_event.set()
+
+    def _succeeded(self, state: _TargetState, latency: float, now: float) -> None:
+        state.timeouts = 0
+        state.last_latency = latency
+        if state.failures:
             logger.info(
                 "%s recovered after %d failed polls in %.0f s",
                 state.target,
@@ -740,19 +699,11 @@ class SnapshotStream:
             )
             state.failures = 0
             state.not_before = -math.inf
-        if self._only_changes:
-            key = (snapshot.stats, type(error) if error is not None else None)
-            if key == state.last_key:
-                self._unchanged += 1
-                return
-            state.last_key = key
-        state.pending = snapshot
-        self._ready.append(state)
-        if self._ready_event is not None:
-            self._ready_event.set()
 
     def _failed(self, state: _TargetState, error: WMSPanelError, now: float) -> None:
         state.failures += 1
+        if isinstance(error, APITimeoutError):
+            state.timeouts += 1
         if state.failures == 1:
             state.down_since = now
             logger.warning(

@@ -1,10 +1,17 @@
-"""When to retry and how long to wait: backoff, ``Retry-After`` and the retry budget."""
+"""When to retry and how long to wait: backoff, ``Retry-After`` and the retry budget.
+
+Plain functions and one small token bucket: the client asks :func:`retry_delay` after each
+failed attempt and sleeps or gives up as it says.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
 import random
+
+from ._exceptions import APIConnectionError, APIStatusError, WMSPanelError
+from ._quota import next_utc_midnight
 
 #: Statuses that say "try again": the request may well succeed a moment later.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -23,6 +30,44 @@ def backoff_delay(attempt: int, cap: float = BACKOFF_CAP) -> float:
     clients that failed together instead of having them return in lockstep.
     """
     return random.random() * min(BACKOFF_BASE * 2.0**attempt, cap)  # noqa: S311 - not crypto
+
+
+def retry_delay(
+    error: WMSPanelError,
+    *,
+    attempt: int,
+    max_retries: int,
+    calls_left: int,
+    now: float,
+    deadline: float,
+) -> float | None:
+    """Return how long to wait before retrying after ``error``, or ``None`` to give up.
+
+    Args:
+        error: Why attempt number ``attempt`` failed.
+        attempt: The failed attempt, 0 for the first.
+        max_retries: Retries allowed for the call.
+        calls_left: Calls left in today's budget; a retry needs one.
+        now: The current time on the event loop's clock.
+        deadline: When the call must be over, on the same clock.
+    """
+    if attempt >= max_retries or calls_left == 0:
+        return None
+    if isinstance(error, APIStatusError):
+        if error.status_code not in RETRYABLE_STATUSES:
+            return None
+        if error.retry_after is None:
+            delay = backoff_delay(attempt)
+        elif error.retry_after <= MAX_RETRY_AFTER:
+            delay = error.retry_after
+        else:
+            return None
+    elif isinstance(error, APIConnectionError):
+        delay = backoff_delay(attempt)
+    else:
+        return None
+    # A wait that would end past the deadline cannot help; fail now with the real cause.
+    return delay if now + delay < deadline else None
 
 
 def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
@@ -44,6 +89,15 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive parse means the zone was "-0000"
         when = when.replace(tzinfo=dt.timezone.utc)
     return max((when - now).total_seconds(), 0.0)
+
+
+def seconds_until_reset(now: dt.datetime) -> float:
+    """Return the seconds from ``now`` to the next 00:00 UTC, when the daily budget renews.
+
+    Nothing a ``Retry-After`` can mean lies past that moment, so waits are capped there: a
+    server asking for a day (or for 400 digits of seconds) must not silence a target forever.
+    """
+    return (next_utc_midnight(now) - now).total_seconds()
 
 
 class RetryBudget:

@@ -7,12 +7,7 @@ request, keeps the key out of all of that: only the wire sees it.
 
 from __future__ import annotations
 
-import logging
-import re
-
 import httpx
-
-REDACTED = "<redacted>"
 
 
 class CredentialsTransport(httpx.AsyncBaseTransport):
@@ -45,24 +40,3 @@ class CredentialsTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self._inner.aclose()
-
-
-class RedactCredentialsFilter(logging.Filter):
-    """Blanks ``api_key`` query values in the records of the ``httpx`` logger.
-
-    Only needed when the user hands us an ``httpx.AsyncClient`` of their own: its transport
-    is not ours to wrap, so the credentials travel in the URL that httpx logs.
-    """
-
-    _API_KEY_VALUE = re.compile(r"(api_key=)[^&\s\"'#]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite ``record`` without key values; never drops a record."""
-        message = record.getMessage()
-        redacted = self._API_KEY_VALUE.sub(rf"\g<1>{REDACTED}", message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-HTTPX_LOG_FILTER = RedactCredentialsFilter()

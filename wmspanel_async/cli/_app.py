@@ -10,7 +10,6 @@ import argparse
 import logging
 import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,13 +26,16 @@ from wmspanel_async import (
     AuthenticationError,
     ConfigurationError,
     DataSlice,
+    InternalError,
     SnapshotStream,
     Target,
     WMSPanelClient,
     WMSPanelError,
     __version__,
 )
+from wmspanel_async._constants import DEFAULT_DAILY_LIMIT, OBJECT_ID
 from wmspanel_async._quota import utc_now
+from wmspanel_async._redact import Redactor
 from wmspanel_async.testing import Account, Simulator, serve
 
 from ._view import (
@@ -58,6 +60,16 @@ EXIT_AUTH = 3
 EXIT_NETWORK = 4
 EXIT_API = 5
 
+#: The event loops the command runs on.
+BACKENDS = ("asyncio", "trio")
+
+#: Where the ids that ``--stream`` and ``--server`` take come from.
+STREAM_HELP = (
+    "a stream id, from WMSPanel's UI or its deep-stats streams list; the API does not list a "
+    "slice's streams (lite slices have no per-stream figures)"
+)
+SERVER_HELP = "a server id: the long id in the address of the server's page in WMSPanel"
+
 #: What each exit code means, as ``--help`` shows it.
 EXIT_CODES = {
     EXIT_OK: "done, or stopped by Ctrl-C, SIGTERM or --duration",
@@ -68,8 +80,6 @@ EXIT_CODES = {
     EXIT_API: "the API answered with an error, or the daily call limit is spent",
 }
 
-_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
-_REDACTED = "<redacted>"
 
 logger = logging.getLogger("wmspanel_async")
 
@@ -121,38 +131,55 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument(
-        "--backend",
-        choices=["asyncio", "trio"],
-        default="asyncio",
-        help="the event loop to run on (default: asyncio; trio must be installed)",
-    )
+    backend_help = "the event loop to run on (default: asyncio; trio must be installed)"
+    parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help=backend_help)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    # Every command takes --backend too, after its name; it only overrides the value given
+    # before the name if it is given.
+    backend = _Parser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=BACKENDS, default=argparse.SUPPRESS, help=backend_help
+    )
 
     api = _Parser(add_help=False)
     group = api.add_argument_group("connection")
-    group.add_argument("--client-id", help="the account's client id (default: $WMSPANEL_CLIENT_ID)")
+    group.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="the account's client id (default: the WMSPANEL_CLIENT_ID variable)",
+    )
     group.add_argument(
         "--api-key-file",
         type=Path,
         metavar="PATH",
-        help="read the API key from this file (default: $WMSPANEL_API_KEY)",
+        help="read the API key from the first line of this file (without it, the key is the "
+        "value of the WMSPANEL_API_KEY variable)",
     )
     group.add_argument(
         "--api-key",
         metavar="KEY",
         help="the API key itself; avoid it: other users of the machine can see it",
     )
-    group.add_argument("--base-url", help="the API or a proxy (default: $WMSPANEL_BASE_URL)")
     group.add_argument(
-        "--timeout", type=_positive, default=10.0, help="seconds per request (default: 10)"
+        "--base-url",
+        metavar="URL",
+        help="the API or a proxy (default: the WMSPANEL_BASE_URL variable, else "
+        "https://api.wmspanel.com)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive,
+        default=10.0,
+        metavar="S",
+        help="seconds per request (default: 10)",
     )
     group.add_argument(
         "--daily-limit",
         type=int,
-        default=15_000,
+        default=DEFAULT_DAILY_LIMIT,
         metavar="N",
-        help="calls the account may make per UTC day (default: 15000; more can be bought)",
+        help="calls the account may make per UTC day (default: %(default)s; more can be bought)",
     )
 
     json_flag = _Parser(add_help=False)
@@ -164,54 +191,110 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     slices = commands.add_parser(
-        "slices", parents=[api, json_flag], help="list the data slices the key may see"
+        "slices",
+        parents=[backend, api, json_flag],
+        help="list the data slices the key may see",
+        description="List the data slices the API key may see: their ids and names.",
     )
     slices.set_defaults(run=_slices)
 
     realtime = commands.add_parser(
         "realtime",
-        parents=[api, json_flag],
+        parents=[backend, api, json_flag],
         help="show the realtime figures of a slice, stream or server once",
+        description=(
+            "Show the realtime figures of a data slice once: connected viewers, bandwidth and "
+            "countries; of one stream of it with --stream, of one server's share with "
+            "--server, or of that stream on that server with both."
+        ),
     )
     realtime.add_argument("slice", metavar="SLICE", help="the data slice's id or name")
-    realtime.add_argument("--stream", metavar="ID", help="only this stream")
-    realtime.add_argument("--server", metavar="ID", help="only this server's share")
+    realtime.add_argument("--stream", metavar="ID", help=STREAM_HELP)
+    realtime.add_argument("--server", metavar="ID", help=SERVER_HELP)
     realtime.set_defaults(run=_realtime)
 
     watch = commands.add_parser(
         "watch",
-        parents=[api, json_flag, live],
-        help="poll slices and show their figures live",
-        description="Poll data slices (all of them by default) and show their figures live.",
+        parents=[backend, api, json_flag, live],
+        help="poll slices, streams or servers and show their figures live",
+        description=(
+            "Poll data slices (all of them by default) and show their figures live; with "
+            "--stream and --server, also each slice's figures for those streams and servers."
+        ),
     )
     watch.add_argument("slices", nargs="*", metavar="SLICE", help="data slice ids or names")
+    watch.add_argument(
+        "--stream",
+        action="append",
+        default=[],
+        dest="streams",
+        metavar="ID",
+        help=f"also a row per slice for this stream (repeatable); {STREAM_HELP}",
+    )
+    watch.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        dest="servers",
+        metavar="ID",
+        help=f"also a row per slice for this server's share (repeatable); {SERVER_HELP}",
+    )
     watch.add_argument(
         "--interval",
         type=_positive,
         default=30.0,
         metavar="S",
-        help="seconds between two polls of a slice (default: 30; stretched if the daily calls "
-        "would not last)",
+        help="seconds between two polls of a row's target (default: 30; stretched if the daily "
+        "calls would not last)",
     )
     watch.set_defaults(run=_watch)
 
     simulator = commands.add_parser(
         "simulator",
-        parents=[live],
+        parents=[backend, live],
         help="serve the WMSPanel API simulator on a loopback port",
         description="Serve the simulator of the WMSPanel API, for other tools and for tests.",
     )
-    simulator.add_argument("--host", default="127.0.0.1", help="a loopback address")
-    simulator.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    simulator.add_argument("--seed", type=int, default=0, help="picks the account and figures")
     simulator.add_argument(
-        "--daily-limit", type=int, default=15_000, help="calls per UTC day (default: 15000)"
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="a loopback address to listen on (default: %(default)s)",
     )
     simulator.add_argument(
-        "--latency", type=float, default=0.0, metavar="S", help="seconds every answer waits"
+        "--port",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="the port to listen on; 0 picks a free one (default: %(default)s)",
     )
     simulator.add_argument(
-        "--error-rate", type=_fraction, default=0.0, help="share of requests answered 500"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="picks the account, its key and its figures (default: %(default)s)",
+    )
+    simulator.add_argument(
+        "--daily-limit",
+        type=int,
+        default=DEFAULT_DAILY_LIMIT,
+        metavar="N",
+        help="calls the account may make per UTC day (default: %(default)s)",
+    )
+    simulator.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds every answer waits (default: %(default)g)",
+    )
+    simulator.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of requests answered 500, from 0 to 1 (default: %(default)g)",
     )
     simulator.add_argument(
         "--json", action="store_true", help="announce the address and account as one JSON line"
@@ -220,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[json_flag, live],
+        parents=[backend, json_flag, live],
         help="watch a simulated account: try it all with nothing to configure",
         description="The watch command against a simulated account served in process.",
     )
@@ -231,7 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between two polls of a target (default: 1)",
     )
-    demo.add_argument("--seed", type=int, default=0, help="picks the account and figures")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="picks the simulated account and its figures (default: %(default)s)",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -239,13 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
 # Credentials ---------------------------------------------------------------------------------
 
 
-#: The keys this run was given, to blank out of any message as a last line of defence.
-_secrets: set[str] = set()
+#: The keys this run was given, to blank out of any message as a last line of defence (by
+#: the client's rules: a short placeholder key does not blank the words of a message).
+_secrets: dict[str, Redactor] = {}
 
 
 def _redact(text: str) -> str:
-    for key in _secrets:
-        text = text.replace(key, _REDACTED)
+    for redactor in _secrets.values():
+        text = redactor(text)
     return text
 
 
@@ -274,7 +364,7 @@ def _api_key(args: argparse.Namespace) -> str | None:
 def _client(args: argparse.Namespace) -> WMSPanelClient:
     key = _api_key(args)
     if key:
-        _secrets.add(key)
+        _secrets.setdefault(key, Redactor(key))
     client_id = args.client_id or os.environ.get("WMSPANEL_CLIENT_ID")
     if not client_id:
         msg = "no client id: set WMSPANEL_CLIENT_ID or pass --client-id"
@@ -353,7 +443,7 @@ async def _realtime(args: argparse.Namespace) -> None:
     async with _client(args) as client:
         names: dict[str, str] = {}
         slice_id = args.slice
-        if not _OBJECT_ID.fullmatch(slice_id):
+        if not OBJECT_ID.fullmatch(slice_id):
             data_slice = _slice_by_id_or_name(slice_id, await client.data_slices())
             slice_id, names = data_slice.id, {data_slice.id: data_slice.name}
         snapshot = await client.snapshot(Target(slice_id, stream=args.stream, server=args.server))
@@ -375,9 +465,24 @@ async def _watch(args: argparse.Namespace) -> None:
             msg = "this key sees no data slice to watch"
             raise UsageError(msg)
         names = {data_slice.id: data_slice.name for data_slice in chosen}
-        targets = [Target(data_slice.id) for data_slice in chosen]
+        targets = _targets(chosen, streams=args.streams, servers=args.servers)
         title = f"WMSPanel · {client.base_url.host}"
         await _live(client, targets, names, args, title)
+
+
+def _targets(
+    slices: Sequence[DataSlice], *, streams: Sequence[str], servers: Sequence[str]
+) -> list[Target]:
+    """Return each slice's target, then its stream targets, then its server targets.
+
+    The order and the targets are those of ``discover_targets(streams=, servers=)``.
+    """
+    targets: dict[Target, None] = {}  # ordered, without repeats
+    for data_slice in slices:
+        targets[Target(data_slice)] = None
+        targets.update((Target(data_slice, stream=stream), None) for stream in streams)
+        targets.update((Target(data_slice, server=server), None) for server in servers)
+    return list(targets)
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -542,6 +647,8 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, AuthenticationError):
         return EXIT_AUTH
+    if isinstance(exc, InternalError):
+        return EXIT_INTERNAL
     if isinstance(exc, APIConnectionError):
         return EXIT_NETWORK
     if isinstance(exc, WMSPanelError):
@@ -552,7 +659,7 @@ def _exit_code(exc: BaseException) -> int:
 def _fail(exc: BaseException) -> int:
     code = _exit_code(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
-    if code == EXIT_INTERNAL:
+    if code == EXIT_INTERNAL and not isinstance(exc, InternalError):
         message = f"internal error ({type(exc).__name__}: {message}); please report it"
     sys.stderr.write(f"{PROG}: error: {_redact(message)}\n")
     return code

@@ -15,7 +15,8 @@ The pytest plugin (installed with the ``testing`` extra) offers the ``wmspanel_s
 ``wmspanel_client`` and ``wmspanel_server`` fixtures; see ``docs/simulator.md``.
 """
 
-from ._accounts import COUNTRY_WEIGHTS, DEFAULT_DAILY_LIMIT, Account, APIKey, Server, Slice, Stream
+from .._constants import DEFAULT_DAILY_LIMIT
+from ._accounts import COUNTRY_WEIGHTS, Account, APIKey, Server, Slice, Stream
 from ._faults import Fault, FaultKind, SimulatedDisconnect
 from ._server import LoopbackServer, serve
 from ._simulator import (

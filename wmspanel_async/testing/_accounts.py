@@ -16,10 +16,8 @@ from typing import Any
 
 import attrs
 
-#: Daily calls a WMSPanel account gets unless it buys more.
-DEFAULT_DAILY_LIMIT = 15_000
+from .._constants import DEFAULT_DAILY_LIMIT, OBJECT_ID
 
-_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 _API_KEY = re.compile(r"[0-9a-f]{32}")
 
 #: Where viewers come from by default: a rough share of a global streaming audience.
@@ -58,7 +56,7 @@ COUNTRY_WEIGHTS: tuple[tuple[str, float], ...] = (
 
 
 def _check_object_id(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not _OBJECT_ID.fullmatch(value):
+    if not OBJECT_ID.fullmatch(value):
         msg = f"{attribute.name} {value!r} is not 24 lowercase hex digits, as WMSPanel ids are"
         raise ValueError(msg)
 

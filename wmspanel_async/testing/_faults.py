@@ -70,8 +70,7 @@ class Fault:
         if isinstance(retry_after, int | float):
             retry_after = f"{retry_after:g}"
         if body is None:
-            phrase = http.HTTPStatus(status_code).phrase if status_code in _KNOWN else ""
-            body = f"{status_code} {phrase}".strip().encode()
+            body = f"{status_code} {reason_phrase(status_code)}".strip().encode()
         return cls(
             kind=FaultKind.HTTP_STATUS,
             status_code=status_code,
@@ -111,4 +110,9 @@ class Fault:
         return cls(kind=FaultKind.SLOW, delay=delay)
 
 
-_KNOWN = frozenset(status.value for status in http.HTTPStatus)
+_KNOWN_STATUSES = frozenset(status.value for status in http.HTTPStatus)
+
+
+def reason_phrase(status_code: int) -> str:
+    """Return the standard reason phrase of ``status_code``, or ``""`` for an unknown one."""
+    return http.HTTPStatus(status_code).phrase if status_code in _KNOWN_STATUSES else ""

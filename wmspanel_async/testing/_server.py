@@ -12,7 +12,6 @@ the answer drops the connection unanswered; any other exception before the answe
 
 from __future__ import annotations
 
-import http
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ import anyio.abc
 import attrs
 import h11
 
-from ._faults import SimulatedDisconnect
+from ._faults import SimulatedDisconnect, reason_phrase
 from ._simulator import ASGIApp, Message
 
 logger = logging.getLogger("wmspanel_async.testing")
@@ -196,7 +195,7 @@ class _Connection:
         async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                reason = http.HTTPStatus(status).phrase if status in _PHRASES else ""
+                reason = reason_phrase(status)
                 headers = [*message.get("headers", []), _SERVER_HEADER]
                 await self._send(
                     h11.Response(status_code=status, headers=headers, reason=reason.encode())
@@ -228,7 +227,7 @@ class _Connection:
     async def _send_error(self, status: int) -> None:
         if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{status} {http.HTTPStatus(status).phrase}".encode()
+        body = f"{status} {reason_phrase(status)}".encode()
         headers = [
             (b"content-type", b"text/plain"),
             (b"content-length", str(len(body)).encode()),
@@ -241,6 +240,3 @@ class _Connection:
             await self._send(h11.EndOfMessage())
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, h11.LocalProtocolError):
             return
-
-
-_PHRASES = frozenset(status.value for status in http.HTTPStatus)

@@ -25,6 +25,7 @@ import anyio
 import attrs
 import httpx
 
+from .._models import DataSlice, Target
 from .._quota import UTCClock, next_utc_midnight
 from ._accounts import Account, APIKey, Slice
 from ._faults import Fault, FaultKind, SimulatedDisconnect
@@ -121,6 +122,16 @@ class _Injection:
     fault: Fault
     remaining: int
     path: str | None
+    #: The query parameters a request must carry (``data_slice``, ``stream``, ``server``);
+    #: a value of ``None`` means the parameter must be absent.
+    params: dict[str, str | None] | None
+
+    def matches(self, path: str, params: dict[str, str]) -> bool:
+        if self.path is not None and self.path != path:
+            return False
+        if self.params is None:
+            return True
+        return all(params.get(name) == value for name, value in self.params.items())
 
 
 class Simulator:
@@ -163,15 +174,17 @@ class Simulator:
         error_rate: float = 0.0,
         error_fault: Fault | None = None,
     ) -> None:
-        self.accounts = tuple(accounts) if accounts is not None else (Account.generate(seed),)
+        self.accounts: tuple[Account, ...] = (
+            tuple(accounts) if accounts is not None else (Account.generate(seed),)
+        )
         if not self.accounts:
             msg = "a simulator needs at least one account"
             raise ValueError(msg)
-        self.seed = seed
-        self.latency = latency
-        self.jitter = jitter
-        self.error_rate = error_rate
-        self.error_fault = error_fault or Fault.http_status(500)
+        self.seed: int = seed
+        self.latency: float = latency
+        self.jitter: float = jitter
+        self.error_rate: float = error_rate
+        self.error_fault: Fault = error_fault or Fault.http_status(500)
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=1000)
         self._clock: UTCClock = clock or _LoopClock(start)
         self._by_client_id = {account.client_id: account for account in self.accounts}
@@ -205,20 +218,54 @@ class Simulator:
         """Return the simulated UTC time (inside an event loop, with the default clock)."""
         return self._clock()
 
-    def inject(self, fault: Fault, *, times: int = 1, path: str | None = None) -> None:
+    def inject(
+        self,
+        fault: Fault,
+        *,
+        times: int = 1,
+        path: str | None = None,
+        data_slice: Slice | DataSlice | str | None = None,
+        target: Target | None = None,
+    ) -> None:
         """Spoil the next ``times`` requests (to ``path``, if given) with ``fault``.
 
-        Injected faults queue up: the first still pending is used first.
+        Injected faults queue up: each request takes the first pending fault that applies
+        to it. A fault scoped to a data slice or a target spoils only realtime requests for
+        it, so that one slice can fail while ``realtime_many()`` or the poller fetches
+        others: with ``times=3`` it outlasts the client's two retries of that slice.
 
         Args:
             fault: What goes wrong.
             times: How many requests it spoils.
             path: Only requests to this path (``"/v1/realtime_data"``, ...); any by default.
+            data_slice: Only realtime requests for this data slice (a simulated ``Slice``,
+                a ``DataSlice`` or its id), whatever their ``stream`` and ``server``.
+            target: Only realtime requests for exactly this target: its slice, and its
+                stream and server, or none where it has none.
+
+        Raises:
+            ValueError: ``times`` is below 1, or both ``data_slice`` and ``target`` are given.
+            ConfigurationError: ``data_slice`` is an id that is not a non-empty string.
         """
         if times < 1:
             msg = f"times must be 1 or more, got {times!r}"
             raise ValueError(msg)
-        self._injections.append(_Injection(fault, times, path))
+        params: dict[str, str | None] | None = None
+        if data_slice is not None and target is not None:
+            msg = "pass data_slice or target, not both: a target names its data slice"
+            raise ValueError(msg)
+        if data_slice is not None:
+            slice_id = data_slice.id if isinstance(data_slice, Slice | DataSlice) else data_slice
+            params = {"data_slice": Target(slice_id).data_slice}
+        elif target is not None:
+            params = {
+                "data_slice": target.data_slice,
+                "stream": target.stream,
+                "server": target.server,
+            }
+        if params is not None:
+            path = path or REALTIME_DATA
+        self._injections.append(_Injection(fault, times, path, params))
 
     def clear_faults(self) -> None:
         """Forget the faults still pending, and set ``error_rate`` back to 0."""
@@ -295,7 +342,7 @@ class Simulator:
         if delay > 0:
             await anyio.sleep(delay)
 
-        fault = self._next_fault(path)
+        fault = self._next_fault(path, params)
         if fault is not None and fault.kind is not FaultKind.SLOW:
             if fault.kind is FaultKind.DISCONNECT:
                 record(0, fault=fault)
@@ -319,9 +366,9 @@ class Simulator:
             raise SimulatedDisconnect(msg)
         await _respond(send, answer.status_code, body, headers)
 
-    def _next_fault(self, path: str) -> Fault | None:
+    def _next_fault(self, path: str, params: dict[str, str]) -> Fault | None:
         for injection in self._injections:
-            if injection.path is None or injection.path == path:
+            if injection.matches(path, params):
                 injection.remaining -= 1
                 if injection.remaining == 0:
                     self._injections.remove(injection)
