@@ -19,7 +19,47 @@ pytest_plugins = ["wmspanel_async.testing._plugin"]
 collect_ignore = [] if CLI_EXTRA else ["test_cli.py"]
 
 
+#: Test modules that start real servers or subprocesses, or search with hypothesis: the
+#: whole suite runs them on one Python, the other Pythons skip them (see noxfile.py).
+HEAVY_MODULES = frozenset(
+    {
+        "test_aiohttp_transport",
+        "test_bare_install",
+        "test_cli",
+        "test_client_over_loopback",
+        "test_docs_examples",
+        "test_fault_matrix",
+        "test_plugin",
+        "test_properties",
+    }
+)
+
+
+def _trio_on_aiohttp(item: pytest.Item) -> bool:
+    # aiohttp is asyncio-only: on trio the client refuses it (tests/test_aiohttp_transport.py
+    # pins that), so those combinations are not collected at all.
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params.get("anyio_backend") == "trio" and params.get("connect") == "loopback-aiohttp"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = [item for item in items if _trio_on_aiohttp(item)]
+    if deselected:
+        items[:] = [item for item in items if not _trio_on_aiohttp(item)]
+        config.hook.pytest_deselected(items=deselected)
+    heavy = pytest.mark.heavy
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ in HEAVY_MODULES:
+            item.add_marker(heavy)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "heavy: starts real servers or subprocesses, or searches with hypothesis; noxfile.py "
+        "runs these on one Python only",
+    )
     config.addinivalue_line(
         "markers",
         "virtual_time: run on a virtual clock (trio's MockClock, async-solipsism on asyncio); "

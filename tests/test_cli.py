@@ -302,6 +302,23 @@ def test_trio_backend(simulated: Simulated) -> None:
     assert (after.code, after.json_lines) == (0, before.json_lines)
 
 
+def test_aiohttp_transport(simulated: Simulated) -> None:
+    """--transport aiohttp gives the same answers; on trio it is one usage error line."""
+    default = simulated.run("slices", "--json")
+    aiohttp = simulated.run("slices", "--json", "--transport", "aiohttp")
+    assert (aiohttp.code, aiohttp.json_lines) == (0, default.json_lines)
+    whole = simulated.slices[0]["id"]
+    realtime = simulated.run("realtime", whole, "--json", "--transport", "aiohttp")
+    (snapshot,) = realtime.json_lines
+    assert (realtime.code, snapshot["error"]) == (0, None)
+    refused = simulated.run("--backend", "trio", "slices", "--transport", "aiohttp")
+    refused.assert_one_line_error(2, 'transport="aiohttp" runs on asyncio only, and this is trio')
+    parser = build_parser()
+    for command in (["slices"], ["realtime", whole], ["watch"]):
+        assert parser.parse_args([*command, "--transport", "aiohttp"]).transport == "aiohttp"
+        assert parser.parse_args(command).transport == "httpx"
+
+
 @pytest.mark.parametrize(
     ("argv", "backend"),
     [

@@ -213,6 +213,9 @@ def test_unsafe_or_broken_base_urls_are_refused(base_url: str, message: str) -> 
             {"transport": httpx.MockTransport(lambda _: httpx.Response(200)), "http_client": 1},
             "either transport or http_client",
         ),
+        ({"transport": "requests"}, "transport='requests' is not a transport we know"),
+        ({"transport": object()}, "transport must be an httpx.AsyncBaseTransport"),
+        ({"transport": httpx.AsyncClient}, "transport must be an httpx.AsyncBaseTransport"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:

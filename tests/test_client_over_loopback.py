@@ -1,4 +1,9 @@
-"""The client against the simulator: in process and through a real loopback socket alike."""
+"""The client against the simulator: in process and through a real loopback socket alike.
+
+Through the socket, each test runs on both transports: httpx's (the default) and aiohttp's
+(``transport="aiohttp"``), which is asyncio's only: conftest.py leaves the trio runs of
+that variant out, and tests/test_aiohttp_transport.py pins that trio is refused.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +41,20 @@ SAMPLE_SLICE = "53e03c9978a6fc8596000001"
 Connect = Callable[..., Awaitable[WMSPanelClient]]
 
 
-@pytest.fixture(params=["in-process", "loopback"])
-async def connect(request: pytest.FixtureRequest) -> AsyncIterator[Connect]:
+#: How a test reaches the simulator: in process, or through a loopback socket on a transport.
+CONNECTIONS = ["in-process", "loopback-httpx", "loopback-aiohttp"]
+
+
+@pytest.fixture(params=CONNECTIONS)
+async def connect(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Connect]:
     """Open clients to a simulator's first account, in process or through a loopback socket.
 
     The returned function takes the simulator and ``WMSPanelClient`` options (``api_key``
     among them); the clients and servers are closed when the test ends.
     """
+    transport = request.param.removeprefix("loopback-")
     async with AsyncExitStack() as stack:
 
         async def open_client(
@@ -55,7 +67,11 @@ async def connect(request: pytest.FixtureRequest) -> AsyncIterator[Connect]:
                 account = simulator.account
                 options.setdefault("daily_limit", max(account.daily_limit, 1))
                 client = WMSPanelClient(
-                    account.client_id, api_key or account.api_key, base_url=server.url, **options
+                    account.client_id,
+                    api_key or account.api_key,
+                    base_url=server.url,
+                    transport=transport,
+                    **options,
                 )
             return await stack.enter_async_context(client)
 
@@ -170,7 +186,7 @@ async def test_daily_limit_is_a_rate_limit_error_not_retried(connect: Connect) -
 #: loopback socket the clock is real, and the bounds leave room for a loaded machine.
 VIRTUAL_IN_PROCESS = pytest.mark.parametrize(
     "connect",
-    [pytest.param("in-process", marks=pytest.mark.virtual_time), "loopback"],
+    [pytest.param("in-process", marks=pytest.mark.virtual_time), *CONNECTIONS[1:]],
     indirect=True,
 )
 

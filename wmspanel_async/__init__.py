@@ -1,6 +1,8 @@
 """An async client for the WMSPanel realtime stats API, for asyncio and trio."""
 
-from ._client import WMSPanelClient, __version__
+from typing import TYPE_CHECKING
+
+from ._client import WMSPanelClient
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -17,7 +19,27 @@ from ._exceptions import (
     WMSPanelError,
 )
 from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
-from ._poller import PollerStats, SnapshotStream
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._poller import PollerStats, SnapshotStream
+
+#: Loaded on first use: the poller is most of what an import would load for nothing.
+_LAZY = frozenset({"PollerStats", "SnapshotStream"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import _poller  # noqa: PLC0415 - the point
+
+        return getattr(_poller, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIConnectionError",

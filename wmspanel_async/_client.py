@@ -7,14 +7,13 @@ then the body goes through ``_converter`` into a model.
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import logging
 import os
 import weakref
 from collections.abc import Callable, Iterable
-from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -32,14 +31,19 @@ from ._exceptions import (
     InvalidResponseError,
     WMSPanelError,
 )
-from ._governor import OnQuota
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
-from ._poller import SnapshotStream
 from ._quota import DailyQuota, UTCClock, utc_now
 from ._redact import LOG_FILTER, Redactor
 from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
 from ._status import status_error
-from ._transport import CredentialsTransport
+from ._transport import CredentialsTransport, named_transport, require_asyncio
+from ._version import __version__
+
+if TYPE_CHECKING:
+    # The poller (and its quota governor) loads on the first poll(), not on import: a
+    # plain `import wmspanel_async` is 10 ms faster for everyone who never polls.
+    from ._governor import OnQuota
+    from ._poller import SnapshotStream
 
 logger = logging.getLogger("wmspanel_async")
 
@@ -47,15 +51,13 @@ DEFAULT_BASE_URL = "https://api.wmspanel.com"
 #: Bodies above this are refused unread: the documented answers are a few KiB at most.
 MAX_BODY_BYTES = 1024 * 1024
 
-try:
-    __version__ = version("wmspanel-async")
-except PackageNotFoundError:  # pragma: no cover - only when run from a bare source tree
-    __version__ = "0+unknown"
 
 _T = TypeVar("_T")
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress  # noqa: PLC0415 - 3 ms of import time, for a check made once
+
     if host == "localhost":
         return True
     try:
@@ -128,8 +130,11 @@ class WMSPanelClient:
         timeout: Seconds one HTTP attempt may take (connecting: at most 5), or an
             ``httpx.Timeout``.
         max_retries: Retries after a connection error, timeout, 408, 429 or 5xx.
-        transport: An httpx transport to send requests through, for tests and custom
-            networking; the credentials are still added below it.
+        transport: What sends the requests: ``"httpx"`` (the default, httpx's own
+            transport), ``"aiohttp"`` (far less CPU per call; asyncio only, and needs
+            ``pip install "wmspanel-async[aiohttp]"``), or an httpx transport of yours, for
+            tests and custom networking. Either way it is handed each request with the
+            credentials already in it.
         http_client: An ``httpx.AsyncClient`` of yours to send requests through; it is
             never closed by us. Its own hooks see the credentials in request URLs, so prefer
             ``transport`` where you can.
@@ -143,7 +148,10 @@ class WMSPanelClient:
 
     Raises:
         ConfigurationError: Credentials are missing, the base URL is not HTTPS, an
-            argument is out of range, or ``quota_file`` cannot be written.
+            argument is out of range, ``transport`` is neither a transport nor a name we
+            know (or is ``"aiohttp"`` without aiohttp, or on trio: raised at the first use
+            if the client is made outside the event loop), or ``quota_file`` cannot be
+            written.
     """
 
     def __init__(
@@ -154,7 +162,7 @@ class WMSPanelClient:
         base_url: str | None = None,
         timeout: float | httpx.Timeout = 10.0,
         max_retries: int = 2,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | Literal["httpx", "aiohttp"] | None = None,
         http_client: httpx.AsyncClient | None = None,
         daily_limit: int = DEFAULT_DAILY_LIMIT,
         deadline: float | None = 30.0,
@@ -177,10 +185,19 @@ class WMSPanelClient:
         if transport is not None and http_client is not None:
             msg = "pass either transport or http_client, not both"
             raise ConfigurationError(msg)
+        given: object = transport  # the annotation promises what users may get wrong
+        if not isinstance(given, str | httpx.AsyncBaseTransport | None):
+            msg = (
+                f"transport must be an httpx.AsyncBaseTransport, 'httpx' or 'aiohttp', got "
+                f"{type(given).__name__}"
+            )
+            raise ConfigurationError(msg)
+        # aiohttp runs on asyncio only: checked now if in an event loop, else at first use.
+        self._asyncio_only = transport == "aiohttp"
 
         self._redact = Redactor(api_key)
         # Until the client is closed (or collected), its key is blanked in the records of
-        # httpx's, httpcore's and our loggers, whatever a server echoes back.
+        # the loggers of httpx, httpcore, aiohttp and ours, whatever a server echoes back.
         self._forget_key = weakref.finalize(self, LOG_FILTER.register(api_key))
         self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
@@ -194,12 +211,13 @@ class WMSPanelClient:
         self._owns_http_client = http_client is None
         self._max_connections = max_connections if http_client is None else None
         if http_client is None:
-            limits = httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+            if isinstance(transport, httpx.AsyncBaseTransport):
+                inner = transport
+            else:
+                inner = named_transport(transport or "httpx", max_connections=max_connections)
+            self._http = httpx.AsyncClient(
+                transport=CredentialsTransport(inner, self.client_id, api_key)
             )
-            inner = transport or httpx.AsyncHTTPTransport(limits=limits)
-            transport = CredentialsTransport(inner, self.client_id, api_key)
-            self._http = httpx.AsyncClient(transport=transport)
             self._credential_params: dict[str, str] = {}
         else:
             # Not our transport to wrap: the credentials must ride in the URL httpx sees.
@@ -362,6 +380,8 @@ class WMSPanelClient:
             raise ClientStateError(msg)
         event_loop = anyio.lowlevel.current_token().native_token
         if self._event_loop is None:
+            if self._asyncio_only:
+                require_asyncio()
             self._event_loop = event_loop
         elif self._event_loop is not event_loop:
             msg = (
@@ -506,10 +526,12 @@ class WMSPanelClient:
             # in half, and half a key is no longer found.
             return self._redact.blank_bytes(b"".join(chunks))
         # Left half-way, httpx's chain of async generators would be abandoned (trio warns
-        # of each): closing the response ends the chain, and the loop then runs it out.
+        # of each): closing the response ends the chain, and the loop then runs it out
+        # (or finds the socket closed, which ends it as well).
         await response.aclose()
-        async for _ in pieces:
-            pass
+        with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+            async for _ in pieces:
+                pass
         raise InvalidResponseError(too_large)
 
     def _status_error(self, path: str, response: httpx.Response) -> APIStatusError:
@@ -605,6 +627,8 @@ class WMSPanelClient:
 
         async def poll_once(target: Target, deadline: float) -> Snapshot:
             return await self.snapshot(target, max_retries=0, deadline=deadline)
+
+        from ._poller import SnapshotStream  # noqa: PLC0415 - loaded on the first poll()
 
         return SnapshotStream(
             poll_once,

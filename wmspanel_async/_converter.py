@@ -3,19 +3,24 @@
 Unknown keys are ignored so that the API can grow without breaking us; anything missing or
 mistyped becomes an ``InvalidResponseError`` naming the field path, never a raw cattrs,
 ``KeyError`` or ``TypeError``.
+
+cattrs is imported, and the converter built, on the first answer parsed rather than on
+``import wmspanel_async``: together they cost about 25 ms that an import need not pay.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.preconf.json import make_converter
 
 from ._exceptions import APIError, InvalidResponseError
 from ._models import DataSlice, GeoEntry, RealtimeStats
+
+if TYPE_CHECKING:
+    import cattrs
 
 _T = TypeVar("_T")
 
@@ -79,6 +84,8 @@ def make_wire_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
     Args:
         forbid_extra_keys: Reject unknown keys; only tests use this, to notice drift.
     """
+    from cattrs.preconf.json import make_converter  # noqa: PLC0415 - see the docstring
+
     converter = make_converter(forbid_extra_keys=forbid_extra_keys, detailed_validation=True)
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
@@ -90,7 +97,10 @@ def make_wire_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
     return converter
 
 
-_converter = make_wire_converter()
+@functools.cache
+def default_converter() -> cattrs.Converter:
+    """Return the converter answers are parsed with, built on first use."""
+    return make_wire_converter()
 
 
 def _describe(exc: BaseException, _: type | None) -> str:
@@ -100,6 +110,8 @@ def _describe(exc: BaseException, _: type | None) -> str:
 
 
 def _invalid_field(exc: Exception) -> InvalidResponseError:
+    import cattrs  # noqa: PLC0415 - loaded already: the converter raised exc
+
     first = cattrs.transform_error(exc, path="$", format_exception=_describe)[0]
     description, _, path = first.rpartition(" @ ")
     field = path.removeprefix("$").removeprefix(".") or None
@@ -143,9 +155,11 @@ def _decode(body: bytes) -> dict[str, Any]:
     raise APIError(msg, status=status)
 
 
-def _structure(payload: dict[str, Any], answer_type: type[_T], converter: cattrs.Converter) -> _T:
+def _structure(
+    payload: dict[str, Any], answer_type: type[_T], converter: cattrs.Converter | None
+) -> _T:
     try:
-        return converter.structure(payload, answer_type)
+        return (converter or default_converter()).structure(payload, answer_type)
     except Exception as exc:  # cattrs raises several types; all mean "not the documented shape"
         error = _invalid_field(exc)
     # Raised unchained: cattrs' errors quote the offending value, which may be anything the
@@ -153,7 +167,7 @@ def _structure(payload: dict[str, Any], answer_type: type[_T], converter: cattrs
     raise error
 
 
-def parse_data_slices(body: bytes, converter: cattrs.Converter = _converter) -> list[DataSlice]:
+def parse_data_slices(body: bytes, converter: cattrs.Converter | None = None) -> list[DataSlice]:
     """Turn the body of ``GET /v1/data_slices`` into data slices.
 
     Raises:
@@ -163,7 +177,7 @@ def parse_data_slices(body: bytes, converter: cattrs.Converter = _converter) -> 
     return list(answer.data_slices)
 
 
-def parse_realtime(body: bytes, converter: cattrs.Converter = _converter) -> RealtimeStats:
+def parse_realtime(body: bytes, converter: cattrs.Converter | None = None) -> RealtimeStats:
     """Turn the body of ``GET /v1/realtime_data`` into realtime figures.
 
     Raises:

@@ -7,7 +7,8 @@ quoted URL in a body), so every text that may hold an answer's words goes throug
 - :class:`Redactor` blanks one client's key in our messages and in every exception of a
   chain (``__cause__`` and ``__context__`` included), before anything is raised or logged;
 - :data:`LOG_FILTER` blanks every live client's key, and any ``api_key=`` value, in the
-  records of httpx's, httpcore's and our own loggers, traceback text included.
+  records of httpx's, httpcore's, aiohttp's, asyncio's and our own loggers, traceback text
+  included.
 
 A key as long as a real one (32 hex digits) is blanked wherever its text appears. A short
 one (a placeholder such as ``wrong``) is blanked where it stands as a value (after
@@ -29,8 +30,11 @@ REDACTED = "<redacted>"
 _API_KEY_VALUE = re.compile(r"(api_key=)[^&\s\"'#]+")
 _API_KEY_VALUE_BYTES = re.compile(_API_KEY_VALUE.pattern.encode())
 
-#: The loggers that may quote what a server sent; a filter only sees records logged
-#: directly on its logger, so each one is named, not just the parents.
+#: The loggers that may quote what a server sent, or an error whose text holds a URL; a
+#: filter only sees records logged directly on its logger, so each one is named, not just the
+#: parents. aiohttp's client logs on two (errors while closing, exceptions in its stream
+#: callbacks, with their tracebacks), and reports unclosed sessions and failed tasks
+#: through asyncio's.
 FILTERED_LOGGERS = (
     "httpx",
     "httpcore.connection",
@@ -38,6 +42,9 @@ FILTERED_LOGGERS = (
     "httpcore.http2",
     "httpcore.proxy",
     "httpcore.socks",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "asyncio",
     "wmspanel_async",
     "wmspanel_async.poller",
 )

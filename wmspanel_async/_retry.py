@@ -7,7 +7,6 @@ failed attempt and sleeps or gives up as it says.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import random
 
 from ._exceptions import APIConnectionError, APIStatusError, WMSPanelError
@@ -82,6 +81,8 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # noqa: PLC0415 - 6 ms of import time, for a form seldom sent
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

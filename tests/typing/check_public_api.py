@@ -45,3 +45,9 @@ async def show_everything() -> None:
             await client.realtime("id")
         except WMSPanelError as error:
             message: str = str(error)
+    async with WMSPanelClient(transport="aiohttp", max_connections=100) as fast:
+        await fast.realtime("id")
+    async with WMSPanelClient(transport="httpx") as default:
+        await default.realtime("id")
+    async with WMSPanelClient(transport=httpx.AsyncHTTPTransport(retries=1)) as custom:
+        await custom.realtime("id")

@@ -36,6 +36,7 @@ from wmspanel_async import (
 from wmspanel_async._constants import DEFAULT_DAILY_LIMIT, OBJECT_ID
 from wmspanel_async._quota import utc_now
 from wmspanel_async._redact import Redactor
+from wmspanel_async._transport import TRANSPORT_NAMES
 from wmspanel_async.testing import Account, Simulator, serve
 
 from ._view import (
@@ -180,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DAILY_LIMIT,
         metavar="N",
         help="calls the account may make per UTC day (default: %(default)s; more can be bought)",
+    )
+    group.add_argument(
+        "--transport",
+        choices=TRANSPORT_NAMES,
+        default="httpx",
+        help="what sends the requests: httpx (default), or aiohttp, far lighter on CPU "
+        "(asyncio only; needs pip install 'wmspanel-async[aiohttp]')",
     )
 
     json_flag = _Parser(add_help=False)
@@ -373,7 +381,12 @@ def _client(args: argparse.Namespace) -> WMSPanelClient:
         msg = "no API key: set WMSPANEL_API_KEY or pass --api-key-file PATH"
         raise UsageError(msg)
     return WMSPanelClient(
-        client_id, key, base_url=args.base_url, timeout=args.timeout, daily_limit=args.daily_limit
+        client_id,
+        key,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        daily_limit=args.daily_limit,
+        transport=args.transport,
     )
 
 
