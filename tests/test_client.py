@@ -36,6 +36,8 @@ from wmspanel_async import (
     WMSPanelClient,
     __version__,
 )
+from wmspanel_async._constants import URLS_KEPT
+from wmspanel_async._transport import CredentialsTransport
 from wmspanel_async.testing import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -542,3 +544,39 @@ def test_a_refused_base_url_is_quoted_without_its_query(base_url: str) -> None:
     with pytest.raises(ConfigurationError, match="base_url") as caught:
         WMSPanelClient(CLIENT_ID, API_KEY, base_url=base_url)
     assert API_KEY not in str(caught.value)
+
+
+async def test_a_transport_handed_in_sees_a_get_without_a_body() -> None:
+    """A GET reaches a user's transport already read, with no body and no framing header."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=sample_payload("realtime_data"))
+
+    async with WMSPanelClient(CLIENT_ID, API_KEY, transport=httpx.MockTransport(answer)) as client:
+        await client.realtime(SLICE_ID)
+    assert seen[0].content == b""
+    assert "transfer-encoding" not in seen[0].headers
+    assert "content-length" not in seen[0].headers
+
+
+async def test_built_urls_are_kept_within_a_bound(api: respx.Router) -> None:
+    """Each target's URL is built once and kept, for URLS_KEPT targets at most."""
+    api.get(REALTIME).respond(json=sample_payload("realtime_data"))
+    async with make_client(api) as client:
+        for _ in range(2):
+            await client.realtime(SLICE_ID, stream="s")
+        first, second = (call.request.url for call in api.calls)
+        assert first == second
+        assert first.params["api_key"] == API_KEY
+        assert len(client._request_urls) == 1
+        credentials = client._http._transport
+        assert isinstance(credentials, CredentialsTransport)
+        for index in range(URLS_KEPT + 10):
+            url = client._request_url(REALTIME, {"data_slice": f"{index:024x}"})
+            await credentials.handle_async_request(httpx.Request("GET", url))
+        assert len(client._request_urls) == URLS_KEPT
+        assert len(credentials._authenticated) == URLS_KEPT
+        newest = client._request_url(REALTIME, {"data_slice": f"{URLS_KEPT + 9:024x}"})
+        assert newest.params["data_slice"] == f"{URLS_KEPT + 9:024x}"

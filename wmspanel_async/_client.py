@@ -19,7 +19,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._constants import DEFAULT_DAILY_LIMIT
+from ._constants import DEFAULT_DAILY_LIMIT, URLS_KEPT
 from ._converter import parse_data_slices, parse_realtime
 from ._exceptions import (
     APIConnectionError,
@@ -205,6 +205,7 @@ class WMSPanelClient:
         self._quota = DailyQuota(daily_limit, clock, quota_file)
         self._retry_budget = RetryBudget()
         self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
+        self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
         self._closed = False
         self._warned_long_retry_after = False
         self._event_loop: object = None
@@ -466,15 +467,24 @@ class WMSPanelClient:
                 self._retry_budget.deposit(retry_costs)
                 return body
 
+    def _request_url(self, path: str, params: dict[str, str]) -> httpx.URL:
+        """Return the URL of ``GET path?params``, built once per target and kept."""
+        key = (path, tuple(params.items()))
+        url = self._request_urls.get(key)
+        if url is None:
+            if len(self._request_urls) >= URLS_KEPT:
+                del self._request_urls[next(iter(self._request_urls))]  # the oldest
+            url = self._request_urls[key] = httpx.URL(
+                self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path),
+                params={**params, **self._credential_params},
+            )
+        return url
+
     async def _attempt(
         self, path: str, params: dict[str, str], attempt: int, max_retries: int
     ) -> bytes:
         request = self._http.build_request(
-            "GET",
-            self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path),
-            params={**params, **self._credential_params},
-            headers=self._headers,
-            timeout=self._timeout,
+            "GET", self._request_url(path, params), headers=self._headers, timeout=self._timeout
         )
         started = anyio.current_time()
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import httpx
 
+from ._constants import URLS_KEPT
 from ._exceptions import ConfigurationError
 
 #: The transports ``WMSPanelClient(transport=...)`` knows by name.
@@ -82,17 +83,27 @@ class CredentialsTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, client_id: str, api_key: str) -> None:
         self._inner = inner
         self._credentials = {"client_id": client_id, "api_key": api_key}
+        self._authenticated: dict[httpx.URL, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"<CredentialsTransport client_id={self._credentials['client_id']!r}>"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` with the credentials added, through the inner transport."""
+        url = self._authenticated.get(request.url)
+        if url is None:
+            if len(self._authenticated) >= URLS_KEPT:
+                del self._authenticated[next(iter(self._authenticated))]  # the oldest
+            url = self._authenticated[request.url] = request.url.copy_merge_params(
+                self._credentials
+            )
         authenticated = httpx.Request(
             request.method,
-            request.url.copy_merge_params(self._credentials),
+            url,
             headers=request.headers,
-            stream=request.stream,
+            # A GET has no body: handing on its empty stream would make some transports
+            # frame one (aiohttp's sends an empty chunked body, which confuses servers).
+            stream=None if request.method == "GET" else request.stream,
             extensions=request.extensions,
         )
         return await self._inner.handle_async_request(authenticated)
