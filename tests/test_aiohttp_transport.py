@@ -1,10 +1,10 @@
-"""``transport="aiohttp"``: the fault matrix over a real loopback socket, the wire, the pool.
+"""``transport="aiohttp"``: what is its own: errors, the wire, the pool, TLS, logs, trio.
 
-The faults are those of ``test_fault_matrix.py`` (the server and its behaviours come from
-``faulty_server.py``), and each must end in the error class it ends in on httpx's transport:
-a reset or a short body is ``APIConnectionError``, only a timeout is ``APITimeoutError``.
-aiohttp runs on asyncio only, so these tests do too, except those that check that trio is
-refused.
+The fault matrix runs on this transport too, with the same expected error classes as on
+httpx's: see ``test_fault_matrix.py``. Here is what only this transport has: how aiohttp's
+errors map onto httpx's, the bare GET on the wire, the pool and its timeout, gzip, closing,
+TLS, aiohttp's and asyncio's loggers, and the refusal of trio. aiohttp runs on asyncio only,
+so these tests do too, except those that check that trio is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,43 +27,21 @@ import aiohttp
 import anyio
 import anyio.abc
 import anyio.streams.tls
-import attrs
 import httpx
 import pytest
 from faulty_server import (
     REALTIME_OK,
-    Behaviour,
     Exchange,
     SeenRequest,
     answer,
-    close_unanswered,
-    echo_in_json_message,
-    echo_in_mistyped_field,
-    echo_in_text_body,
-    echo_reason,
-    failing_first,
     faulty_server,
-    garbage_status_line,
     head,
     healthy,
-    html,
-    open_fds,
-    oversize,
-    rate_limited,
-    redirect,
     refused_url,
     reset_mid_body,
-    reset_mid_headers,
-    rotating_5xx,
-    running_tasks,
     secret_fragment,
-    settle,
-    short_body,
-    stall_after_headers,
     stall_before_headers,
     texts_of,
-    trickle,
-    wrong_types,
 )
 from multidict import CIMultiDict, CIMultiDictProxy
 from support import API_KEY, CLIENT_ID, SLICE_ID, python_command
@@ -71,18 +49,14 @@ from yarl import URL
 
 from wmspanel_async import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
-    AuthenticationError,
     ConfigurationError,
     GeoEntry,
     InvalidResponseError,
-    RateLimitError,
     RealtimeStats,
     ServerError,
     Target,
     WMSPanelClient,
-    WMSPanelError,
 )
 from wmspanel_async._aiohttp import AiohttpTransport, _httpx_errors
 
@@ -113,197 +87,7 @@ def inner_transport(client: WMSPanelClient) -> AiohttpTransport:
     return transport
 
 
-# The fault matrix ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Case:
-    """One fault, as in ``test_fault_matrix.py``: what the server does, what the client gets.
-
-    ``error`` is the exact class expected (``None``: the call succeeds), within
-    ``bound * 3 + 1`` seconds and not before ``at_least``; ``attempts`` is how many requests
-    the server must have seen (``None`` for the refused port); ``status`` the status code
-    the error must carry, if any.
-    """
-
-    make: Callable[[str], Behaviour]
-    error: type[WMSPanelError] | None
-    attempts: int | None = 1
-    bound: float = 0.0
-    at_least: float = 0.0
-    timeout: float = 1.0
-    deadline: float = 5.0
-    max_retries: int = 0
-    status: int | None = None
-
-
-def fixed(behaviour: Behaviour) -> Callable[[str], Behaviour]:
-    return lambda _bystander: behaviour
-
-
-CASES: dict[str, Case] = {
-    # No answer: a connection error, never a timeout.
-    "refused": Case(fixed(healthy), APIConnectionError, attempts=None),
-    "closed-unanswered": Case(fixed(close_unanswered), APIConnectionError),
-    "garbage-status-line": Case(fixed(garbage_status_line), APIConnectionError),
-    "reset-mid-headers": Case(fixed(reset_mid_headers), APIConnectionError),
-    "reset-mid-body": Case(fixed(reset_mid_body), APIConnectionError),
-    "short-body": Case(fixed(short_body), APIConnectionError),
-    # Too slow: the attempt's read timeout, or the call's deadline for a steady trickle.
-    "stall-before-headers": Case(
-        fixed(stall_before_headers), APITimeoutError, bound=0.3, at_least=0.3, timeout=0.3
-    ),
-    "stall-after-headers": Case(
-        fixed(stall_after_headers), APITimeoutError, bound=0.3, at_least=0.3, timeout=0.3
-    ),
-    "trickle": Case(
-        fixed(trickle(every=0.05)),
-        APITimeoutError,
-        bound=1.0,
-        at_least=1.0,
-        timeout=0.3,
-        deadline=1.0,
-    ),
-    # Bodies: bounded while they stream, and checked.
-    "html": Case(fixed(html), InvalidResponseError),
-    "wrong-types": Case(fixed(wrong_types), InvalidResponseError),
-    "oversize-declared": Case(fixed(oversize(declared=True)), InvalidResponseError),
-    "oversize-chunked": Case(fixed(oversize(declared=False)), InvalidResponseError),
-    # Statuses, redirects and retries over kept-alive and closed connections.
-    "403": Case(fixed(answer(403, "Forbidden")), AuthenticationError, max_retries=2, status=403),
-    "404": Case(fixed(answer(404, "no such page")), APIStatusError, max_retries=2, status=404),
-    "redirect-to-another-host": Case(
-        lambda bystander: redirect(302, bystander), APIStatusError, max_retries=2, status=302
-    ),
-    "5xx-burst-shorter-than-retries": Case(
-        fixed(failing_first(2, rotating_5xx())), None, attempts=3, max_retries=3
-    ),
-    "5xx-burst-longer-than-retries": Case(
-        fixed(failing_first(4, rotating_5xx())), ServerError, attempts=4, max_retries=3, status=504
-    ),
-    "reset-then-answer": Case(
-        fixed(failing_first(1, reset_mid_body)), None, attempts=2, max_retries=1
-    ),
-    "stall-then-answer": Case(
-        fixed(failing_first(1, stall_before_headers)),
-        None,
-        attempts=2,
-        bound=0.3,
-        at_least=0.3,
-        timeout=0.3,
-        max_retries=1,
-    ),
-    "429": Case(fixed(rate_limited("7")), RateLimitError, status=429),
-    "429-zero-then-answer": Case(
-        fixed(failing_first(1, rate_limited("0"))), None, attempts=2, max_retries=1
-    ),
-    # Servers that echo the request, key included, back.
-    "reason-echo-200": Case(fixed(echo_reason(200)), None),
-    "reason-echo-503": Case(fixed(echo_reason(503)), ServerError, status=503),
-    "reason-echo-403": Case(fixed(echo_reason(403)), AuthenticationError, status=403),
-    "echo-in-json-message": Case(fixed(echo_in_json_message), WMSPanelError),
-    "echo-in-text-body": Case(fixed(echo_in_text_body), InvalidResponseError),
-    "echo-in-mistyped-field": Case(fixed(echo_in_mistyped_field), InvalidResponseError),
-}
-
-
-@attrs.define
-class Outcome:
-    """What one run of a case left behind."""
-
-    result: object = None
-    error: WMSPanelError | None = None
-    elapsed: float = 0.0
-    requests: list[SeenRequest] = attrs.Factory(list)
-    bystander_requests: list[SeenRequest] = attrs.Factory(list)
-    server_errors: list[Exception] = attrs.Factory(list)
-    tasks: tuple[int, int] = (0, 0)
-    fds: tuple[int, int] = (0, 0)
-
-
-async def run_case(case: Case) -> Outcome:
-    """Run one case on the aiohttp transport, counting tasks and descriptors around it."""
-    outcome = Outcome()
-    tasks_before, fds_before = running_tasks(), open_fds()
-    async with AsyncExitStack() as stack:
-        bystander = await stack.enter_async_context(faulty_server(healthy, host="127.0.0.2"))
-        if case.attempts is None:
-            url, server = stack.enter_context(refused_url()), None
-        else:
-            server = await stack.enter_async_context(faulty_server(case.make(bystander.url)))
-            url = server.url
-        client = aiohttp_client(
-            url, timeout=case.timeout, deadline=case.deadline, max_retries=case.max_retries
-        )
-        async with client:
-            started = anyio.current_time()
-            try:
-                outcome.result = await client.realtime(SLICE_ID, stream="live/sports-1")
-            except WMSPanelError as exc:
-                outcome.error = exc
-            outcome.elapsed = anyio.current_time() - started
-        outcome.bystander_requests = bystander.requests
-        if server is not None:
-            outcome.requests = server.requests
-            outcome.server_errors = server.errors
-    outcome.tasks = (tasks_before, await settle(running_tasks, tasks_before))
-    outcome.fds = (fds_before, await settle(open_fds, fds_before))
-    return outcome
-
-
-@pytest.mark.parametrize("name", CASES)
-async def test_fault_gives_the_same_typed_error_as_on_httpx(name: str) -> None:
-    """Each fault ends in its exact error class (or the answer) in time, with counted attempts."""
-    case = CASES[name]
-    outcome = await run_case(case)
-    assert outcome.server_errors == []  # a server that reads no body stayed in step
-    if case.error is None:
-        assert outcome.error is None, texts_of(outcome.error)
-        assert outcome.result == SAMPLE_STATS
-    elif case.error is WMSPanelError:
-        assert isinstance(outcome.error, WMSPanelError), repr(outcome.error)
-    else:
-        assert type(outcome.error) is case.error, repr(outcome.error)
-    if case.status is not None:
-        assert isinstance(outcome.error, APIStatusError)
-        assert outcome.error.status_code == case.status
-    assert case.at_least * 0.9 <= outcome.elapsed <= case.bound * 3 + 1.0
-    if case.attempts is not None:
-        assert len(outcome.requests) == case.attempts  # aiohttp resent nothing on its own
-    for request in outcome.requests:
-        assert request.method == "GET"
-        assert request.path == "/v1/realtime_data"
-        assert "transfer-encoding" not in dict(request.headers)
-    assert outcome.bystander_requests == []  # never redirected
-
-
-@pytest.mark.parametrize("name", CASES)
-async def test_fault_keeps_the_key_out_of_errors_and_logs(
-    name: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Whatever the server sends back, the key is in no error text and no DEBUG log record."""
-    caplog.set_level(logging.DEBUG)
-    outcome = await run_case(CASES[name])
-    if outcome.requests:
-        assert outcome.requests[0].param("api_key") == API_KEY  # it did travel, as it must
-    if outcome.error is not None:
-        text = texts_of(outcome.error)
-        assert secret_fragment(text, API_KEY) is None, text
-    # Records there are (ours, asyncio's, aiohttp's); a refused port leaves none at all.
-    for record in caplog.records:
-        message = record.getMessage()
-        assert secret_fragment(message, API_KEY) is None, f"{record.name}: {message}"
-    assert secret_fragment(caplog.text, API_KEY) is None
-
-
-@pytest.mark.parametrize("name", CASES)
-async def test_fault_leaves_no_task_or_descriptor_behind(name: str) -> None:
-    """Once the client and the server are closed, no task or file descriptor is left over."""
-    outcome = await run_case(CASES[name])
-    tasks_before, tasks_after = outcome.tasks
-    fds_before, fds_after = outcome.fds
-    assert tasks_after <= tasks_before
-    assert fds_after <= fds_before
+# Errors: each aiohttp failure under the httpx error of its meaning -----------------------
 
 
 async def test_stall_is_a_read_timeout_in_the_chain() -> None:

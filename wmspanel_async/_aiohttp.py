@@ -18,6 +18,7 @@ own errors before they are chained. aiohttp runs on asyncio only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ import httpx
 from yarl import URL
 
 from ._exceptions import ConfigurationError
+from ._redact import exception_chain, rewrite_texts
 
 #: The oldest aiohttp whose sessions can be kept from resending a request on their own.
 OLDEST_AIOHTTP = (3, 11)
@@ -220,13 +222,7 @@ def _httpx_error_class(exc: BaseException) -> type[httpx.TransportError]:
 
 def _cut_queries(error: BaseException) -> None:
     """Cut the query (and fragment) of every URL in the texts of ``error`` and its chain."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in exception_chain(error):
         if isinstance(current, aiohttp.ClientResponseError):
             info = current.request_info  # its text quotes info.real_url
             current.request_info = aiohttp.RequestInfo(
@@ -236,10 +232,4 @@ def _cut_queries(error: BaseException) -> None:
                 info.real_url.with_query(None).with_fragment(None),
             )
             current.args = (current.request_info, *current.args[1:])
-        current.args = tuple(
-            _URL_QUERY.sub(r"\1", arg) if isinstance(arg, str) else arg for arg in current.args
-        )
-        for name, value in vars(current).items():
-            if isinstance(value, str):
-                setattr(current, name, _URL_QUERY.sub(r"\1", value))
-        pending += [current.__cause__, current.__context__]
+    rewrite_texts(error, functools.partial(_URL_QUERY.sub, r"\1"))

@@ -22,7 +22,7 @@ import collections
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 #: What a redacted key is replaced with.
 REDACTED = "<redacted>"
@@ -95,6 +95,28 @@ def _blank(text: str, pattern: re.Pattern[str] | None) -> str:
     return _API_KEY_VALUE.sub(rf"\g<1>{REDACTED}", text)
 
 
+def exception_chain(error: BaseException) -> Iterator[BaseException]:
+    """Yield ``error`` and every exception chained to it (causes and contexts), once each."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__]
+
+
+def rewrite_texts(error: BaseException, rewrite: Callable[[str], str]) -> None:
+    """Rewrite the string arguments and attributes of ``error`` and of its whole chain."""
+    for current in exception_chain(error):
+        current.args = tuple(rewrite(arg) if isinstance(arg, str) else arg for arg in current.args)
+        for name, value in vars(current).items():
+            if isinstance(value, str):
+                setattr(current, name, rewrite(value))
+
+
 class Redactor:
     """Blanks one API key in texts and exceptions.
 
@@ -135,18 +157,7 @@ class Redactor:
         The texts are the string arguments (what ``str()`` shows) and string attributes
         (such as ``APIError.api_message``).
         """
-        seen: set[int] = set()
-        pending: list[BaseException | None] = [error]
-        while pending:
-            current = pending.pop()
-            if current is None or id(current) in seen:
-                continue
-            seen.add(id(current))
-            current.args = tuple(self(arg) if isinstance(arg, str) else arg for arg in current.args)
-            for name, value in vars(current).items():
-                if isinstance(value, str):
-                    setattr(current, name, self(value))
-            pending += [current.__cause__, current.__context__]
+        rewrite_texts(error, self)
 
 
 class _SecretsLogFilter(logging.Filter):
