@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
-import anyio.lowlevel
 import httpx
 
 from ._constants import DEFAULT_DAILY_LIMIT, URLS_KEPT
@@ -379,7 +378,10 @@ class WMSPanelClient:
         if self._closed:
             msg = "this WMSPanelClient is closed; create a new one for further calls"
             raise ClientStateError(msg)
-        event_loop = anyio.lowlevel.current_token().native_token
+        # Imported here, not on `import wmspanel_async` (2 ms); once loaded, this is a lookup.
+        from anyio.lowlevel import current_token  # noqa: PLC0415
+
+        event_loop = current_token().native_token
         if self._event_loop is None:
             if self._asyncio_only:
                 require_asyncio()
