@@ -231,22 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     watch.add_argument("slices", nargs="*", metavar="SLICE", help="data slice ids or names")
-    watch.add_argument(
-        "--stream",
-        action="append",
-        default=[],
-        dest="streams",
-        metavar="ID",
-        help=f"also a row per slice for this stream (repeatable); {STREAM_HELP}",
-    )
-    watch.add_argument(
-        "--server",
-        action="append",
-        default=[],
-        dest="servers",
-        metavar="ID",
-        help=f"also a row per slice for this server's share (repeatable); {SERVER_HELP}",
-    )
+    for flag, rows, where in (
+        ("--stream", "this stream", STREAM_HELP),
+        ("--server", "this server's share", SERVER_HELP),
+    ):
+        watch.add_argument(
+            flag,
+            action="append",
+            default=[],
+            dest=f"{flag.removeprefix('--')}s",
+            metavar="ID",
+            help=f"also a row per slice for {rows} (repeatable); {where}",
+        )
     watch.add_argument(
         "--interval",
         type=_positive,
