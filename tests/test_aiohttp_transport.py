@@ -225,16 +225,23 @@ async def test_request_head_is_the_one_httpx_sends() -> None:
 async def test_connections_are_reused_and_bounded_by_max_connections() -> None:
     """Six calls at once on a pool of two use two kept-alive connections, two at a time."""
     in_flight, most = 0, 0
+    both_busy = anyio.Event()
 
-    async def slow_healthy(exchange: Exchange) -> None:
-        nonlocal in_flight, most
+    async def answer_in_pairs(exchange: Exchange) -> None:
+        # Each request waits for the other connection's, so the calls overlap for sure.
+        nonlocal in_flight, most, both_busy
         in_flight += 1
         most = max(most, in_flight)
-        await anyio.sleep(0.05)  # the server's latency, so that the calls overlap
+        if in_flight == 2:
+            both_busy.set()
+        with anyio.fail_after(5):
+            await both_busy.wait()
         in_flight -= 1
+        if in_flight == 0:
+            both_busy = anyio.Event()
         await healthy(exchange)
 
-    async with faulty_server(slow_healthy) as server:
+    async with faulty_server(answer_in_pairs) as server:
         async with aiohttp_client(server.url, max_connections=2) as client:
             snapshots = await client.realtime_many([Target(SLICE_ID)] * 6, concurrency=6)
     assert [snapshot.stats for snapshot in snapshots] == [SAMPLE_STATS] * 6
