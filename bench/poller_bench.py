@@ -49,6 +49,7 @@ import anyio
 import httpx
 
 from wmspanel_async import RealtimeStats, Snapshot, SnapshotStream, Target, WMSPanelClient
+from wmspanel_async._poller import PollSettings
 from wmspanel_async._quota import DailyQuota, utc_now
 
 HERE = Path(__file__).resolve().parent
@@ -197,14 +198,10 @@ async def run_poller_bare_fetch(
             return Snapshot(target=target, stats=stats, error=None, fetched_at=utc_now(), latency=0)
 
         quota = DailyQuota(10**9)
-        stream = SnapshotStream(
-            fetch,
-            [Target(slice_id(i)) for i in range(targets)],
-            quota=quota.status,
-            utc_clock=utc_now,
-            interval=INTERVAL,
-            concurrency=POOL,
+        settings = PollSettings(
+            quota=quota.status, utc_clock=utc_now, interval=INTERVAL, concurrency=POOL
         )
+        stream = SnapshotStream(fetch, [Target(slice_id(i)) for i in range(targets)], settings)
         async with stream:
             await consume(stream, seconds, warmup, rec)
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,9 @@ async def test_connections_are_reused_and_bounded_by_max_connections() -> None:
 
     async with faulty_server(answer_in_pairs) as server:
         async with aiohttp_client(server.url, max_connections=2) as client:
-            snapshots = await client.realtime_many([Target(SLICE_ID)] * 6, concurrency=6)
+            # Six streams: six calls for one target at once would share one request.
+            targets = [Target(SLICE_ID, stream=f"stream-{number}") for number in range(6)]
+            snapshots = await client.realtime_many(targets, concurrency=6)
     assert [snapshot.stats for snapshot in snapshots] == [SAMPLE_STATS] * 6
     assert (most, server.connections, server.request_count) == (2, 2, 6)
 
@@ -262,7 +265,8 @@ async def test_no_free_connection_in_time_is_a_pool_timeout() -> None:
             aiohttp_client(server.url, timeout=timeout, max_connections=1, max_retries=0) as client,
             anyio.create_task_group() as task_group,
         ):
-            task_group.start_soon(client.realtime, SLICE_ID)  # holds the one connection
+            # Holds the one connection (another target's: the same one's would be shared).
+            task_group.start_soon(partial(client.realtime, SLICE_ID, stream="held"))
             with anyio.fail_after(5):
                 await arrived.wait()
             started = anyio.current_time()

@@ -41,6 +41,7 @@ from wmspanel_async import (
     Target,
     WMSPanelClient,
 )
+from wmspanel_async._poller import PollSettings
 from wmspanel_async._quota import DailyQuota
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +78,9 @@ async def test_schedule_does_not_drift_over_10000_intervals() -> None:
         stats = RealtimeStats(connected=1, bandwidth=1)
         return Snapshot(target=target, stats=stats, error=None, fetched_at=utc(), latency=0.3)
 
-    stream = SnapshotStream(fetch, [A], quota=quota.status, utc_clock=utc, interval=1.0)
+    stream = SnapshotStream(
+        fetch, [A], PollSettings(quota=quota.status, utc_clock=utc, interval=1.0)
+    )
     async with stream:
         await consume(stream, 10_000.9)
     times = [when for when, _ in calls]

@@ -32,7 +32,7 @@ from wmspanel_async import (
     Target,
     WMSPanelClient,
 )
-from wmspanel_async._poller import Fetch
+from wmspanel_async._poller import Fetch, PollSettings
 from wmspanel_async._quota import DailyQuota
 
 pytestmark = pytest.mark.anyio
@@ -148,7 +148,9 @@ async def test_quota_refused_by_the_client_pauses_instead_of_yielding() -> None:
         stats = RealtimeStats(connected=1, bandwidth=1)
         return Snapshot(target=target, stats=stats, error=None, fetched_at=utc(), latency=0)
 
-    stream = SnapshotStream(fetch, [A], quota=quota.status, utc_clock=utc, interval=1.0)
+    stream = SnapshotStream(
+        fetch, [A], PollSettings(quota=quota.status, utc_clock=utc, interval=1.0)
+    )
     async with stream:
         start = anyio.current_time()
         taken = await consume(stream, 120.0)
@@ -319,7 +321,9 @@ async def test_calls_spent_elsewhere_pause_polling_until_the_reset(
     quota = DailyQuota(10_000, utc)
     calls: list[float] = []
     fetch = fetch_spending(quota, utc, calls)
-    stream = SnapshotStream(fetch, [A, B], quota=quota.status, utc_clock=utc, interval=1.0)
+    stream = SnapshotStream(
+        fetch, [A, B], PollSettings(quota=quota.status, utc_clock=utc, interval=1.0)
+    )
     async with stream:
         start = anyio.current_time()
         with anyio.move_on_after(700.0):
@@ -343,7 +347,9 @@ async def test_calls_spent_elsewhere_raise_in_error_mode() -> None:
     calls: list[float] = []
     fetch = fetch_spending(quota, utc, calls)
     stream = SnapshotStream(
-        fetch, [A, B], quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error"
+        fetch,
+        [A, B],
+        PollSettings(quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error"),
     )
 
     async def spend_all_but_20_then_poll() -> None:
@@ -369,7 +375,7 @@ async def test_refused_fetch_raises_in_error_mode() -> None:
         return Snapshot(target=target, stats=None, error=error, fetched_at=utc(), latency=0)
 
     stream = SnapshotStream(
-        fetch, [A], quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error"
+        fetch, [A], PollSettings(quota=quota.status, utc_clock=utc, interval=1.0, on_quota="error")
     )
     with pytest.raises(QuotaExhaustedError, match="spent"):
         async with stream:

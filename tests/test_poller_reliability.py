@@ -26,6 +26,7 @@ from wmspanel_async import (
     Target,
     WMSPanelClient,
 )
+from wmspanel_async._poller import PollSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
@@ -140,7 +141,9 @@ async def test_a_bug_in_one_fetch_does_not_stop_the_poller(
     def quota() -> QuotaStatus:
         return QuotaStatus(used=0, remaining=10**9, limit=10**9, resets_at=NOON)
 
-    stream = SnapshotStream(fetch, [broken, fine], quota=quota, utc_clock=lambda: NOON)
+    stream = SnapshotStream(
+        fetch, [broken, fine], PollSettings(quota=quota, utc_clock=lambda: NOON)
+    )
     with caplog.at_level(logging.ERROR, "wmspanel_async.poller"):
         async with stream:
             taken = await drain(stream, 95.0)

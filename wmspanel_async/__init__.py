@@ -16,23 +16,32 @@ from ._exceptions import (
     QuotaExhaustedError,
     RateLimitError,
     ServerError,
+    TargetLimitError,
+    TargetNotWatchedError,
     WMSPanelError,
 )
 from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._fresh import FreshSnapshots, FreshStats, Subscription
     from ._poller import PollerStats, SnapshotStream
 
 #: Loaded on first use: the poller is most of what an import would load for nothing.
-_LAZY = frozenset({"PollerStats", "SnapshotStream"})
+_LAZY = {
+    "PollerStats": "_poller",
+    "SnapshotStream": "_poller",
+    "FreshSnapshots": "_fresh",
+    "FreshStats": "_fresh",
+    "Subscription": "_fresh",
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        from . import _poller  # noqa: PLC0415 - the point
+        import importlib  # noqa: PLC0415 - the point
 
-        return getattr(_poller, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -50,6 +59,8 @@ __all__ = [
     "ClientStateError",
     "ConfigurationError",
     "DataSlice",
+    "FreshSnapshots",
+    "FreshStats",
     "GeoEntry",
     "InternalError",
     "InvalidResponseError",
@@ -61,7 +72,10 @@ __all__ = [
     "ServerError",
     "Snapshot",
     "SnapshotStream",
+    "Subscription",
     "Target",
+    "TargetLimitError",
+    "TargetNotWatchedError",
     "WMSPanelClient",
     "WMSPanelError",
     "__version__",

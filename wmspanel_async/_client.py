@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import anyio
 import httpx
 
-from ._constants import DEFAULT_DAILY_LIMIT, URLS_KEPT
+from ._coalesce import Flights, RecentAnswers
+from ._constants import (
+    ANSWERS_KEPT,
+    DEFAULT_DAILY_LIMIT,
+    MAX_WATCHED_TARGETS,
+    SUBSCRIPTION_BUFFER,
+    URLS_KEPT,
+)
 from ._converter import parse_data_slices, parse_realtime
 from ._exceptions import (
     APIConnectionError,
@@ -41,8 +48,9 @@ from ._version import __version__
 if TYPE_CHECKING:
     # The poller (and its quota governor) loads on the first poll(), not on import: a
     # plain `import wmspanel_async` is 10 ms faster for everyone who never polls.
+    from ._fresh import FreshSnapshots
     from ._governor import OnQuota
-    from ._poller import SnapshotStream
+    from ._poller import PollSettings, SnapshotStream
 
 logger = logging.getLogger("wmspanel_async")
 
@@ -103,6 +111,15 @@ def _setting(value: str | None, variable: str, what: str) -> str:
         )
         raise ConfigurationError(msg)
     return value
+
+
+def _checked_max_age(max_age: float | None) -> float | None:
+    if max_age is None or (
+        isinstance(max_age, int | float) and not isinstance(max_age, bool) and max_age >= 0
+    ):
+        return max_age
+    msg = f"max_age must be 0 or more seconds, or None, got {max_age!r}"
+    raise ConfigurationError(msg)
 
 
 def _nonnegative(value: int, name: str) -> int:
@@ -205,6 +222,9 @@ class WMSPanelClient:
         self._retry_budget = RetryBudget()
         self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
         self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
+        self._flights = Flights()
+        self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
+        self._entered = 0
         self._closed = False
         self._warned_long_retry_after = False
         self._event_loop: object = None
@@ -232,6 +252,13 @@ class WMSPanelClient:
 
     async def __aenter__(self) -> WMSPanelClient:
         self._check_usable()
+        if self._flights.task_group is None:
+            # The tasks that carry shared calls, so that a caller that is cancelled leaves
+            # the request to the callers that share it.
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._flights.task_group = task_group
+        self._entered += 1
         return self
 
     async def __aexit__(
@@ -240,13 +267,24 @@ class WMSPanelClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        self._entered -= 1
+        try:
+            await self.aclose()
+        finally:
+            task_group = self._flights.task_group
+            if self._entered == 0 and task_group is not None:
+                self._flights.task_group = None
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it is a user's ``http_client``); idempotent."""
+        """Close the connection pool (unless it is a user's ``http_client``); idempotent.
+
+        Calls in flight end with :class:`ClientStateError`.
+        """
         if self._closed:
             return
         self._closed = True
+        self._flights.cancel_all()
         try:
             if self._owns_http_client:
                 await self._http.aclose()
@@ -281,21 +319,30 @@ class WMSPanelClient:
         *,
         stream: str | None = None,
         server: str | None = None,
+        max_age: float | None = None,
     ) -> RealtimeStats:
         """Fetch realtime figures (``GET /v1/realtime_data``).
+
+        Identical calls made while one is in flight share its request (and its answer or
+        error), so a hundred handlers asking at once cost one call of the day's budget.
 
         Args:
             data_slice: The slice, or its id.
             stream: Only this stream (regular slices only; lite slices have none).
             server: Only this server's share.
+            max_age: Accept figures this client fetched (by any call, or a poller) at most
+                this many seconds ago, instead of calling the API; ``None`` always calls.
+                The latest answers of the last 256 targets are kept.
 
         Returns:
-            The figures now.
+            The figures now, or at most ``max_age`` seconds old.
 
         Raises:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
-        return await self._fetch(Target(data_slice, stream=stream, server=server))
+        return await self._fetch(
+            Target(data_slice, stream=stream, server=server), max_age=_checked_max_age(max_age)
+        )
 
     async def snapshot(
         self,
@@ -303,6 +350,7 @@ class WMSPanelClient:
         *,
         max_retries: int | None = None,
         deadline: float | None = None,
+        max_age: float | None = None,
     ) -> Snapshot:
         """Fetch one target and return its figures, or the error, as a :class:`Snapshot`.
 
@@ -314,11 +362,24 @@ class WMSPanelClient:
                 the poller passes 0, since its next tick is the retry.
             deadline: Seconds this call may take in all, if shorter than the client's
                 ``deadline``; the poller ties it to the interval.
+            max_age: As for :meth:`realtime`.
         """
+        max_age = _checked_max_age(max_age)
+        return await self._snapshot(target, max_retries, deadline, max_age=max_age)
+
+    async def _snapshot(
+        self,
+        target: Target,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        *,
+        max_age: float | None = None,
+        share: bool = True,
+    ) -> Snapshot:
         started = anyio.current_time()
         stats, error = None, None
         try:
-            stats = await self._fetch(target, max_retries, deadline)
+            stats = await self._fetch(target, max_retries, deadline, max_age=max_age, share=share)
         except WMSPanelError as exc:
             error = exc
         return Snapshot(
@@ -330,7 +391,7 @@ class WMSPanelClient:
         )
 
     async def realtime_many(
-        self, targets: Iterable[Target], *, concurrency: int = 10
+        self, targets: Iterable[Target], *, concurrency: int = 10, max_age: float | None = None
     ) -> list[Snapshot]:
         """Fetch many targets at once, at most ``concurrency`` at a time.
 
@@ -339,6 +400,8 @@ class WMSPanelClient:
         Args:
             targets: What to fetch.
             concurrency: Requests in flight at most.
+            max_age: As for :meth:`realtime`: targets fetched at most this many seconds
+                ago are answered from memory.
 
         Returns:
             One snapshot per target, in the order of ``targets``.
@@ -351,13 +414,14 @@ class WMSPanelClient:
         if concurrency < 1:
             msg = f"concurrency must be 1 or more, got {concurrency!r}"
             raise ConfigurationError(msg)
+        max_age = _checked_max_age(max_age)
         targets = list(targets)
         snapshots: list[Snapshot | None] = [None] * len(targets)
         pending = iter(enumerate(targets))
 
         async def work_through_pending() -> None:
             for index, target in pending:
-                snapshots[index] = await self.snapshot(target)
+                snapshots[index] = await self._snapshot(target, max_age=max_age)
 
         async with anyio.create_task_group() as task_group:
             for _ in range(min(concurrency, len(targets))):
@@ -365,14 +429,29 @@ class WMSPanelClient:
         return [snapshot for snapshot in snapshots if snapshot is not None]
 
     async def _fetch(
-        self, target: Target, max_retries: int | None = None, deadline: float | None = None
+        self,
+        target: Target,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        *,
+        max_age: float | None = None,
+        share: bool = True,
     ) -> RealtimeStats:
+        if max_age is not None:
+            recent = self._recent.get(target, max_age, anyio.current_time())
+            if recent is not None:
+                self._check_usable()
+                return recent
         params = {"data_slice": target.data_slice}
         if target.stream is not None:
             params["stream"] = target.stream
         if target.server is not None:
             params["server"] = target.server
-        return await self._call("/v1/realtime_data", params, parse_realtime, max_retries, deadline)
+        stats = await self._call(
+            "/v1/realtime_data", params, parse_realtime, max_retries, deadline, share=share
+        )
+        self._recent.put(target, stats, anyio.current_time())
+        return stats
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -401,11 +480,28 @@ class WMSPanelClient:
         parse: Callable[[bytes], _T],
         max_retries: int | None = None,
         deadline: float | None = None,
+        *,
+        share: bool = True,
     ) -> _T:
         self._check_usable()
         retries = self.max_retries if max_retries is None else max_retries
         if deadline is None or (self._deadline is not None and self._deadline < deadline):
             deadline = self._deadline
+        if not share:
+            return await self._call_alone(path, params, parse, retries, deadline)
+        return await self._flights.share(
+            (path, tuple(params.items()), retries, deadline),
+            lambda: self._call_alone(path, params, parse, retries, deadline),
+        )
+
+    async def _call_alone(
+        self,
+        path: str,
+        params: dict[str, str],
+        parse: Callable[[bytes], _T],
+        retries: int,
+        deadline: float | None,
+    ) -> _T:
         try:
             with anyio.move_on_after(deadline) as deadline_scope:
                 return parse(await self._get_with_retries(path, params, deadline_scope, retries))
@@ -627,6 +723,93 @@ class WMSPanelClient:
             ClientStateError: The client is closed or belongs to another event loop.
             ConfigurationError: An argument is out of range.
         """
+        from ._poller import SnapshotStream  # noqa: PLC0415 - loaded on the first poll()
+
+        settings = self._poll_settings(
+            interval, concurrency, on_quota, reserve, raise_on_auth_error=raise_on_auth_error
+        )
+        return SnapshotStream(self._poll_once, targets, settings, only_changes=only_changes)
+
+    def keep_fresh(
+        self,
+        targets: Iterable[Target] = (),
+        *,
+        interval: float = 30.0,
+        concurrency: int | None = None,
+        on_quota: OnQuota = "stretch",
+        reserve: float = 0.05,
+        raise_on_auth_error: bool = False,
+        max_targets: int | None = MAX_WATCHED_TARGETS,
+        drop_unread_after: int | None = None,
+        subscription_buffer: int = SUBSCRIPTION_BUFFER,
+    ) -> FreshSnapshots:
+        """Keep the latest snapshot of each target fresh, for any number of readers.
+
+        For web backends and dashboards: one poller spends the calls, however many
+        requests read its figures. Use the result as an async context manager; inside it,
+        any task may read without calling the API::
+
+            async with client.keep_fresh(targets, interval=10.0) as fresh:
+                snapshot = fresh.get(Target(slice_id))      # the latest, or None yet
+
+        It polls by the rules of :meth:`poll` (the same schedule, backoff and daily-quota
+        stretching), but never skips a tick for a slow reader. See
+        :class:`FreshSnapshots` for the readers' side: :meth:`~FreshSnapshots.get`,
+        :meth:`~FreshSnapshots.wait`, :meth:`~FreshSnapshots.subscribe`,
+        :meth:`~FreshSnapshots.watch` and :meth:`~FreshSnapshots.unwatch`.
+
+        Args:
+            targets: What to poll from the start; these are never dropped for being unread.
+            interval: Seconds between two polls of a target.
+            concurrency: As for :meth:`poll`.
+            on_quota: As for :meth:`poll`.
+            reserve: As for :meth:`poll`.
+            raise_on_auth_error: Stop polling, and raise :class:`AuthenticationError` to
+                readers, when the API refuses the credentials; by default the refusal is
+                each target's error, and the readers keep the last figures (a web page
+                stays up while the key is fixed).
+            max_targets: Targets watched at most, counting ``targets``; ``fresh.watch()``
+                beyond it raises :class:`TargetLimitError`. ``None`` for no bound, which a
+                backend that watches targets named in URLs should never choose.
+            drop_unread_after: Stop polling a target watched by ``fresh.watch()`` when
+                nobody read it (``get()``, ``wait()`` or a subscription) for this many of
+                its intervals; ``None`` keeps it until ``fresh.unwatch()``.
+            subscription_buffer: Snapshots a subscription keeps for a slow reader before it
+                drops its oldest.
+
+        Returns:
+            The readers' side, not yet started: polling starts when the ``async with``
+            block is entered and stops when it is left.
+
+        Raises:
+            ClientStateError: The client is closed or belongs to another event loop.
+            ConfigurationError: An argument is out of range.
+        """
+        from ._fresh import FreshSnapshots  # noqa: PLC0415 - loaded on first use
+
+        return FreshSnapshots(
+            self._poll_once,
+            targets,
+            self._poll_settings(
+                interval, concurrency, on_quota, reserve, raise_on_auth_error=raise_on_auth_error
+            ),
+            max_targets=max_targets,
+            drop_unread_after=drop_unread_after,
+            subscription_buffer=subscription_buffer,
+        )
+
+    def _poll_settings(
+        self,
+        interval: float,
+        concurrency: int | None,
+        on_quota: OnQuota,
+        reserve: float,
+        *,
+        raise_on_auth_error: bool,
+    ) -> PollSettings:
+        """Check the poller's arguments against this client, and return its settings."""
+        from ._poller import PollSettings  # noqa: PLC0415 - loaded on the first poll
+
         self._check_usable()
         pool = self._max_connections
         if concurrency is None:
@@ -637,24 +820,20 @@ class WMSPanelClient:
                 f"create the client with max_connections={concurrency}"
             )
             raise ConfigurationError(msg)
-
-        async def poll_once(target: Target, deadline: float) -> Snapshot:
-            return await self.snapshot(target, max_retries=0, deadline=deadline)
-
-        from ._poller import SnapshotStream  # noqa: PLC0415 - loaded on the first poll()
-
-        return SnapshotStream(
-            poll_once,
-            targets,
+        return PollSettings(
             quota=self._quota.status,
             utc_clock=self._clock,
             interval=interval,
             concurrency=concurrency,
             on_quota=on_quota,
             reserve=reserve,
-            only_changes=only_changes,
             raise_on_auth_error=raise_on_auth_error,
         )
+
+    async def _poll_once(self, target: Target, deadline: float) -> Snapshot:
+        """Fetch ``target`` once for a poller: no retries (the next tick is the retry)."""
+        # Not shared: a poller has one request per target in flight, and its own deadline.
+        return await self._snapshot(target, 0, deadline, share=False)
 
     async def discover_targets(
         self,

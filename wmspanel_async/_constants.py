@@ -12,5 +12,17 @@ DEFAULT_DAILY_LIMIT = 15_000
 #: that is ours to save. Beyond this many targets, the oldest URL is built again when needed.
 URLS_KEPT = 4096
 
+#: How many targets' latest figures a client keeps for ``realtime(max_age=...)``, about
+#: 1 KiB each with 20 countries.
+ANSWERS_KEPT = 256
+
+#: Targets a ``keep_fresh()`` watches at most, unless told otherwise: a bound on what
+#: readers may start polling with ``watch()``.
+MAX_WATCHED_TARGETS = 1000
+
+#: Snapshots a ``keep_fresh()`` subscription keeps for a slow reader before dropping its
+#: oldest, unless told otherwise.
+SUBSCRIPTION_BUFFER = 64
+
 #: What WMSPanel's ids look like: MongoDB object ids, 24 lowercase hex digits.
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")

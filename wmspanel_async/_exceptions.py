@@ -10,6 +10,8 @@ them and nothing raw from httpx, anyio or cattrs ever reaches the caller::
     ├── APIError                  the API refused the request: status not "Ok", with a message
     ├── InvalidResponseError      the answer is not what the API documents
     ├── InternalError             a bug in wmspanel-async: please report it
+    ├── TargetNotWatchedError     keep_fresh() was asked about a target it does not watch
+    ├── TargetLimitError          keep_fresh() already watches max_targets targets
     ├── APIConnectionError        no answer: connection failed, reset, ...
     │   └── APITimeoutError       no answer in time
     └── APIStatusError            an HTTP status we do not accept
@@ -85,6 +87,36 @@ class InternalError(WMSPanelError):
 
     The unexpected exception is chained as ``__cause__``, with its traceback.
     """
+
+
+class TargetNotWatchedError(WMSPanelError, LookupError):
+    """A reader of :meth:`WMSPanelClient.keep_fresh` asked about a target it does not watch.
+
+    Give the target to ``keep_fresh()``, or call ``fresh.watch(target)`` before reading it.
+    Also a :class:`LookupError`, as a missing dictionary key is.
+
+    Attributes:
+        target: The target asked about.
+    """
+
+    def __init__(self, message: str, *, target: object) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class TargetLimitError(WMSPanelError):
+    """``fresh.watch()`` would make :meth:`WMSPanelClient.keep_fresh` watch too many targets.
+
+    A backend that watches targets named in URLs must not let its visitors start unbounded
+    polling: ``max_targets`` bounds it. Unwatch targets, or raise ``max_targets``.
+
+    Attributes:
+        limit: The ``max_targets`` in force.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class APIConnectionError(WMSPanelError):

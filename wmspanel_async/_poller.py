@@ -23,7 +23,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -87,6 +87,37 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     if not ordered:
         return 0.0
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@attrs.frozen(kw_only=True)
+class PollSettings:
+    """How a poller polls, whatever it does with the snapshots; the client makes it.
+
+    Attributes:
+        quota: Returns the client's daily call budget now.
+        utc_clock: Returns the current aware UTC datetime.
+        interval: Seconds between two polls of a target.
+        concurrency: Requests in flight at most.
+        on_quota: ``"stretch"`` or ``"error"``, when the calls would not last the day.
+        reserve: Fraction of the daily limit left for other calls of the client.
+        raise_on_auth_error: Stop polling on a 403, raising it to the readers.
+        rng: Randomness for the jitter; tests pass a seeded one.
+    """
+
+    quota: Callable[[], QuotaStatus]
+    utc_clock: UTCClock
+    interval: float = attrs.field(default=30.0, converter=_checked_interval)
+    concurrency: int = attrs.field(default=10)
+    on_quota: OnQuota = "stretch"
+    reserve: float = 0.05
+    raise_on_auth_error: bool = True
+    rng: random.Random = attrs.field(factory=random.Random)
+
+    @concurrency.validator
+    def _check_concurrency(self, _: attrs.Attribute[int], concurrency: object) -> None:
+        if not (isinstance(concurrency, int) and concurrency >= 1):
+            msg = f"concurrency must be 1 or more, got {concurrency!r}"
+            raise ConfigurationError(msg)
 
 
 @attrs.define(kw_only=True)
@@ -185,59 +216,26 @@ class _TargetState:
     last_key: tuple[object, type[BaseException] | None] | None = None  # for only_changes
 
 
-class SnapshotStream:
-    """Fresh snapshots of many targets at a fixed rate, within the daily quota.
+class _Poller:
+    """The scheduler and its workers: polls targets at a fixed rate within the daily quota.
 
-    Create it with :meth:`WMSPanelClient.poll` and use it as an async context manager; the
-    ``async with`` block owns the polling tasks, and leaving it (normally, by an exception
-    or by cancellation) stops every request at once. Inside, ``async for`` yields one
-    :class:`Snapshot` per successful or failed poll, in the order they arrive::
-
-        async with client.poll(targets, interval=30.0) as snapshots:
-            async for snapshot in snapshots:
-                ...
-
-    Each target holds at most one snapshot the consumer has not taken; while it does, the
-    target's ticks are skipped instead of polled, so a slow consumer costs neither calls nor
-    memory. The methods that change what is polled may be called at any time from the task
-    that iterates (or any other task of the same event loop).
-
-    Raises:
-        AuthenticationError: From iteration (or when leaving the block), when the API
-            refused the credentials and ``raise_on_auth_error`` is true.
-        QuotaExhaustedError: With ``on_quota="error"``, when the schedule does not fit the
-            calls left until 00:00 UTC: from entering the block, from :meth:`add` and
-            :meth:`set_interval`, or from iteration when found later.
-        ClientStateError: From iteration, when the client was closed while polling.
+    What becomes of each snapshot is the subclass's business: :class:`SnapshotStream` hands
+    each to one consumer, ``FreshSnapshots`` keeps the latest of each target for many
+    readers. They answer the hooks at the end of this class.
     """
 
-    def __init__(
-        self,
-        fetch: Fetch,
-        targets: Iterable[Target] = (),
-        *,
-        quota: Callable[[], QuotaStatus],
-        utc_clock: UTCClock,
-        interval: float = 30.0,
-        concurrency: int = 10,
-        on_quota: OnQuota = "stretch",
-        reserve: float = 0.05,
-        only_changes: bool = False,
-        raise_on_auth_error: bool = True,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not (isinstance(concurrency, int) and concurrency >= 1):
-            msg = f"concurrency must be 1 or more, got {concurrency!r}"
-            raise ConfigurationError(msg)
-        self._governor = QuotaGovernor(reserve, on_quota)
+    #: What makes one, for the message of a second ``async with``.
+    _made_by = "client.poll()"
+
+    def __init__(self, fetch: Fetch, targets: Iterable[Target], settings: PollSettings) -> None:
+        self._governor = QuotaGovernor(settings.reserve, settings.on_quota)
         self._fetch = fetch
-        self._quota = quota
-        self._utc_clock = utc_clock
-        self._interval = _checked_interval(interval)
-        self._concurrency = concurrency
-        self._only_changes = only_changes
-        self._raise_on_auth_error = raise_on_auth_error
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._quota = settings.quota
+        self._utc_clock = settings.utc_clock
+        self._interval = settings.interval
+        self._concurrency = concurrency = settings.concurrency
+        self._raise_on_auth_error = settings.raise_on_auth_error
+        self._rng = settings.rng
 
         self._states: dict[Target, _TargetState] = {}
         for checked in map(_checked_target, targets):
@@ -254,8 +252,6 @@ class SnapshotStream:
         self._busy_down = 0
         self._down_limit = max(1, int(concurrency * DOWN_SHARE))
 
-        self._ready: collections.deque[_TargetState] = collections.deque()
-        self._ready_event: anyio.Event | None = None
         self._wake_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._tasks_scope: anyio.CancelScope | None = None
@@ -269,16 +265,19 @@ class SnapshotStream:
 
     def __repr__(self) -> str:
         return (
-            f"<SnapshotStream {self._state} targets={len(self.targets)} "
+            f"<{type(self).__name__} {self._state} targets={len(self.targets)} "
             f"interval={self._interval:g} "
             f"effective_interval={self._interval * self._governor.factor:g}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> SnapshotStream:
+    async def _start(self) -> None:
         if self._state != "new":
-            msg = "a SnapshotStream can be entered once; call client.poll() again for another"
+            msg = (
+                f"a {type(self).__name__} can be entered once; call {self._made_by} again "
+                "for another"
+            )
             raise ClientStateError(msg)
         if self._governor.on_quota == "error":
             self._require_fits(self._rate())
@@ -290,7 +289,6 @@ class SnapshotStream:
         self._dispatch_send = dispatch_send
         self._dispatch_receive = dispatch_receive
         task_group.start_soon(self._run, name="wmspanel_async poller")
-        return self
 
     async def __aexit__(
         self,
@@ -299,6 +297,7 @@ class SnapshotStream:
         tb: TracebackType | None,
     ) -> None:
         self._state = "stopped"
+        self._wake_readers()
         task_group = self._task_group
         if task_group is None:  # pragma: no cover - __aenter__ failed before the task group
             return
@@ -314,34 +313,6 @@ class SnapshotStream:
             self._fatal_raised = True
             raise self._fatal
 
-    def __aiter__(self) -> SnapshotStream:
-        return self
-
-    async def __anext__(self) -> Snapshot:
-        """Wait for the next snapshot and take it."""
-        if self._state == "new":
-            msg = "iterate inside the block: async with client.poll(...) as snapshots: ..."
-            raise ClientStateError(msg)
-        while True:
-            if self._fatal is not None:
-                self._fatal_raised = True
-                raise self._fatal
-            if self._state == "stopped":
-                raise StopAsyncIteration
-            if self._ready:
-                state = self._ready.popleft()
-                snapshot, state.pending = state.pending, None
-                if snapshot is None or state.removed:
-                    continue
-                self._counts.snapshots += 1
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                return snapshot
-            self._ready_event = event = anyio.Event()
-            try:
-                await event.wait()
-            finally:
-                self._ready_event = None
-
     # -- live changes ------------------------------------------------------------------
 
     @property
@@ -349,23 +320,7 @@ class SnapshotStream:
         """The targets polled now, in the order they were added."""
         return tuple(state.target for state in self._states.values() if not state.removed)
 
-    def add(self, target: Target, *, interval: float | None = None) -> None:
-        """Start polling ``target``, or change its interval if it is polled already.
-
-        The other targets keep their schedules; targets added together are spread over
-        their interval, and a target whose interval changes is next polled one new
-        interval after its previous poll (or at once, if that is past).
-
-        Args:
-            target: What to poll.
-            interval: Seconds between its polls, overriding the stream's interval; ``None``
-                for the stream's interval.
-
-        Raises:
-            ConfigurationError: ``target`` or ``interval`` is invalid.
-            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
-                cover the schedule with this target; nothing changed.
-        """
+    def _add(self, target: Target, interval: float | None) -> None:
         target = _checked_target(target)
         override = None if interval is None else _checked_interval(interval)
         state = self._states.get(target)
@@ -382,16 +337,12 @@ class SnapshotStream:
             state.planned = False
         self._changed()
 
-    def remove(self, target: Target) -> None:
-        """Stop polling ``target``; do nothing if it is not polled.
-
-        Its snapshot not yet taken, and the answer of a request in flight, are dropped.
-        """
+    def _remove(self, target: Target) -> None:
         state = self._states.get(target)
         if state is None or state.removed:
             return
         state.removed = True
-        state.pending = None
+        self._forget(state)
         if not state.busy:
             del self._states[target]
         self._changed()
@@ -414,13 +365,12 @@ class SnapshotStream:
         self._respread = True
         self._changed()
 
-    @property
-    def stats(self) -> PollerStats:
-        """What the poller has done so far; see :class:`PollerStats`."""
+    def _stats_fields(self) -> dict[str, Any]:
+        """Return the fields of :class:`PollerStats` now."""
         status = self._quota()
         lateness = sorted(self._lateness)
         live = [state for state in self._states.values() if not state.removed]
-        return PollerStats(
+        return dict(
             targets=len(live),
             interval=self._interval,
             effective_interval=self._interval * self._governor.factor,
@@ -588,7 +538,7 @@ class SnapshotStream:
         counts = self._counts
         if state.busy:
             counts.skipped_busy += 1
-        elif state.pending is not None:
+        elif self._holds(state):
             counts.skipped_slow_consumer += 1
         elif due < state.not_before - SLOT_EPSILON or (
             state.failures and self._busy_down >= self._down_limit
@@ -676,16 +626,7 @@ class SnapshotStream:
             self._failed(state, error, now)
         else:
             self._succeeded(state, snapshot.latency, now)
-        if self._only_changes:
-            key = (snapshot.stats, type(error) if error is not None else None)
-            if key == state.last_key:
-                self._counts.unchanged += 1
-                return
-            state.last_key = key
-        state.pending = snapshot
-        self._ready.append(state)
-        if self._ready_event is not None:
-            self._ready_event.set()
+        self._deliver(state, snapshot)
 
     def _succeeded(self, state: _TargetState, latency: float, now: float) -> None:
         state.timeouts = 0
@@ -745,5 +686,148 @@ class SnapshotStream:
             self._fatal = exc
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
+        self._wake_readers()
+
+    # -- what the subclasses do with the snapshots -----------------------------------------
+
+    def _holds(self, state: _TargetState) -> bool:
+        """Whether ``state``'s target still holds a snapshot nobody took (skip its tick)."""
+        raise NotImplementedError
+
+    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
+        """Hand over the snapshot of a poll of a target still polled."""
+        raise NotImplementedError
+
+    def _forget(self, state: _TargetState) -> None:
+        """Drop what is kept for a target no longer polled."""
+        raise NotImplementedError
+
+    def _wake_readers(self) -> None:
+        """Wake whoever waits for snapshots: polling stopped or failed."""
+        raise NotImplementedError
+
+
+class SnapshotStream(_Poller):
+    """Fresh snapshots of many targets at a fixed rate, within the daily quota.
+
+    Create it with :meth:`WMSPanelClient.poll` and use it as an async context manager; the
+    ``async with`` block owns the polling tasks, and leaving it (normally, by an exception
+    or by cancellation) stops every request at once. Inside, ``async for`` yields one
+    :class:`Snapshot` per successful or failed poll, in the order they arrive::
+
+        async with client.poll(targets, interval=30.0) as snapshots:
+            async for snapshot in snapshots:
+                ...
+
+    Each target holds at most one snapshot the consumer has not taken; while it does, the
+    target's ticks are skipped instead of polled, so a slow consumer costs neither calls nor
+    memory. The methods that change what is polled may be called at any time from the task
+    that iterates (or any other task of the same event loop).
+
+    Raises:
+        AuthenticationError: From iteration (or when leaving the block), when the API
+            refused the credentials and ``raise_on_auth_error`` is true.
+        QuotaExhaustedError: With ``on_quota="error"``, when the schedule does not fit the
+            calls left until 00:00 UTC: from entering the block, from :meth:`add` and
+            :meth:`set_interval`, or from iteration when found later.
+        ClientStateError: From iteration, when the client was closed while polling.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        targets: Iterable[Target],
+        settings: PollSettings,
+        *,
+        only_changes: bool = False,
+    ) -> None:
+        super().__init__(fetch, targets, settings)
+        self._only_changes = only_changes
+        self._ready: collections.deque[_TargetState] = collections.deque()
+        self._ready_event: anyio.Event | None = None
+
+    async def __aenter__(self) -> SnapshotStream:
+        await self._start()
+        return self
+
+    def __aiter__(self) -> SnapshotStream:
+        return self
+
+    async def __anext__(self) -> Snapshot:
+        """Wait for the next snapshot and take it."""
+        if self._state == "new":
+            msg = "iterate inside the block: async with client.poll(...) as snapshots: ..."
+            raise ClientStateError(msg)
+        while True:
+            if self._fatal is not None:
+                self._fatal_raised = True
+                raise self._fatal
+            if self._state == "stopped":
+                raise StopAsyncIteration
+            if self._ready:
+                state = self._ready.popleft()
+                snapshot, state.pending = state.pending, None
+                if snapshot is None or state.removed:
+                    continue
+                self._counts.snapshots += 1
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                return snapshot
+            self._ready_event = event = anyio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._ready_event = None
+
+    def add(self, target: Target, *, interval: float | None = None) -> None:
+        """Start polling ``target``, or change its interval if it is polled already.
+
+        The other targets keep their schedules; targets added together are spread over
+        their interval, and a target whose interval changes is next polled one new
+        interval after its previous poll (or at once, if that is past).
+
+        Args:
+            target: What to poll.
+            interval: Seconds between its polls, overriding the stream's interval; ``None``
+                for the stream's interval.
+
+        Raises:
+            ConfigurationError: ``target`` or ``interval`` is invalid.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the schedule with this target; nothing changed.
+        """
+        self._add(target, interval)
+
+    def remove(self, target: Target) -> None:
+        """Stop polling ``target``; do nothing if it is not polled.
+
+        Its snapshot not yet taken, and the answer of a request in flight, are dropped.
+        """
+        self._remove(target)
+
+    @property
+    def stats(self) -> PollerStats:
+        """What the poller has done so far; see :class:`PollerStats`."""
+        return PollerStats(**self._stats_fields())
+
+    def _holds(self, state: _TargetState) -> bool:
+        return state.pending is not None
+
+    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
+        if self._only_changes:
+            error = snapshot.error
+            key = (snapshot.stats, type(error) if error is not None else None)
+            if key == state.last_key:
+                self._counts.unchanged += 1
+                return
+            state.last_key = key
+        state.pending = snapshot
+        self._ready.append(state)
+        if self._ready_event is not None:
+            self._ready_event.set()
+
+    def _forget(self, state: _TargetState) -> None:
+        state.pending = None
+
+    def _wake_readers(self) -> None:
         if self._ready_event is not None:
             self._ready_event.set()

@@ -9,11 +9,16 @@ import httpx
 from wmspanel_async import (
     APIStatusError,
     DataSlice,
+    FreshSnapshots,
+    FreshStats,
     PollerStats,
     QuotaStatus,
     RealtimeStats,
     Snapshot,
+    Subscription,
     Target,
+    TargetLimitError,
+    TargetNotWatchedError,
     WMSPanelClient,
     WMSPanelError,
 )
@@ -42,9 +47,27 @@ async def show_everything() -> None:
                 skipped: int = stats_now.skipped
                 stream.remove(polled.target)
         try:
-            await client.realtime("id")
+            await client.realtime("id", max_age=10.0)
         except WMSPanelError as error:
             message: str = str(error)
+        fresh: FreshSnapshots
+        async with client.keep_fresh([Target("id")], interval=10.0, max_targets=50) as fresh:
+            latest: Snapshot | None = fresh.get(Target("id"))
+            good: Snapshot | None = fresh.last_success(Target("id"))
+            waited: Snapshot = await fresh.wait(Target("id"), newer_than=latest)
+            try:
+                fresh.watch(Target("other"), interval=30.0)
+            except TargetLimitError as full:
+                limit: int = full.limit
+            except TargetNotWatchedError as unknown:
+                asked: object = unknown.target
+            subscription: Subscription
+            async with fresh.subscribe([Target("id")], buffer=8) as subscription:
+                async for _ in subscription:
+                    dropped: int = subscription.dropped
+            fresh_stats: FreshStats = fresh.stats
+            readers: int = fresh_stats.reads + fresh_stats.subscribers
+            fresh.unwatch(Target("other"))
     async with WMSPanelClient(transport="aiohttp", max_connections=100) as fast:
         await fast.realtime("id")
     async with WMSPanelClient(transport="httpx") as default:

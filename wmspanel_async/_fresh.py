@@ -1,0 +1,504 @@
+"""``client.keep_fresh()``: one poller, many readers.
+
+The poller's engine (``_poller._Poller``) schedules and fetches exactly as for ``poll()``;
+here its snapshots are kept, the latest of each target, for readers that come and go: a
+``get()`` reads memory, ``wait()`` sleeps until a target's next snapshot, and each
+subscription gets every new snapshot through a bounded buffer of its own. No reader can
+hold the poller back, so no tick is ever skipped for a slow consumer.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+from typing import NoReturn
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from ._constants import MAX_WATCHED_TARGETS, SUBSCRIPTION_BUFFER
+from ._exceptions import (
+    ClientStateError,
+    ConfigurationError,
+    InternalError,
+    TargetLimitError,
+    TargetNotWatchedError,
+    WMSPanelError,
+)
+from ._models import Snapshot, Target
+from ._poller import Fetch, PollerStats, PollSettings, _checked_target, _Poller, _TargetState
+
+logger = logging.getLogger("wmspanel_async.poller")
+
+
+def _positive_or_none(value: object, name: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    msg = f"{name} must be a whole number, 1 or more, or None; got {value!r}"
+    raise ConfigurationError(msg)
+
+
+def _is_newer(snapshot: Snapshot, than: Snapshot) -> bool:
+    # Identity first: two polls in the same clock tick (a frozen test clock) are still two.
+    return snapshot is not than and snapshot.fetched_at >= than.fetched_at
+
+
+@attrs.frozen(kw_only=True)
+class FreshStats(PollerStats):
+    """What a :class:`FreshSnapshots` and its readers have done so far, at one moment.
+
+    The poller's figures are those of :class:`PollerStats`; ``snapshots`` counts the
+    snapshots kept, and ``skipped_slow_consumer`` stays 0: no reader holds the poller back.
+
+    Attributes:
+        reads: ``get()``, ``last_success()`` and ``wait()`` calls answered so far.
+        waiting: ``wait()`` calls waiting for a snapshot now.
+        subscribers: Subscriptions open now.
+        dropped: Snapshots dropped, oldest first, from the full buffers of subscribers
+            that read too slowly; the sum over all subscriptions so far.
+        dropped_unread: Targets no longer watched because nobody read them for
+            ``drop_unread_after`` intervals.
+    """
+
+    reads: int
+    waiting: int
+    subscribers: int
+    dropped: int
+    dropped_unread: int
+
+
+@attrs.define(eq=False)
+class _Reading:
+    """What the readers see of one watched target."""
+
+    pinned: bool  # given to keep_fresh(): never dropped for being unread
+    latest: Snapshot | None = None
+    last_success: Snapshot | None = None
+    changed: anyio.Event | None = None  # made by a waiter; set by the next snapshot
+    waiting: int = 0
+    read: bool = False  # since the target's last tick
+    unread_ticks: int = 0
+
+
+class Subscription:
+    """Every new snapshot of some watched targets, as an async iterator.
+
+    Made by :meth:`FreshSnapshots.subscribe`; enter it, then iterate::
+
+        async with fresh.subscribe() as snapshots:
+            async for snapshot in snapshots:
+                ...
+
+    Its buffer holds at most ``buffer`` snapshots; when a new one comes to a full buffer,
+    the oldest is dropped and counted in :attr:`dropped`, so a slow reader loses old
+    snapshots instead of slowing the poller or the other readers. Iteration ends when the
+    ``keep_fresh()`` block is left.
+    """
+
+    def __init__(
+        self,
+        fresh: FreshSnapshots,
+        targets: frozenset[Target] | None,
+        buffer: int,
+        latest: bool,
+    ) -> None:
+        self._fresh = fresh
+        self._targets = targets
+        self._latest = latest
+        self._buffer: collections.deque[Snapshot] = collections.deque(maxlen=buffer)
+        self._event: anyio.Event | None = None
+        self._open = False
+        self.dropped: int = 0
+        """Snapshots dropped so far because the buffer was full."""
+
+    def __repr__(self) -> str:
+        targets = "all" if self._targets is None else len(self._targets)
+        return (
+            f"<Subscription targets={targets} buffered={len(self._buffer)} dropped={self.dropped}>"
+        )
+
+    async def __aenter__(self) -> Subscription:
+        fresh = self._fresh
+        fresh._require_running()
+        if self._open:
+            msg = "a Subscription can be entered once; call fresh.subscribe() again for another"
+            raise ClientStateError(msg)
+        self._open = True
+        fresh._subscriptions.append(self)
+        if self._latest:
+            for target, reading in fresh._readings.items():
+                if reading.latest is not None and self._wants(target):
+                    self._push(reading.latest)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Snapshot:
+        """Wait for the next snapshot and take it."""
+        if not self._open:
+            msg = "iterate inside the block: async with fresh.subscribe() as snapshots: ..."
+            raise ClientStateError(msg)
+        while True:
+            if self._buffer:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                return self._buffer.popleft()
+            fresh = self._fresh
+            if fresh._fatal is not None:
+                fresh._raise_fatal()
+            if fresh._state == "stopped" or self not in fresh._subscriptions:
+                raise StopAsyncIteration
+            self._event = event = anyio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._event = None
+
+    def _wants(self, target: Target) -> bool:
+        return self._targets is None or target in self._targets
+
+    def _push(self, snapshot: Snapshot) -> None:
+        buffer = self._buffer
+        if len(buffer) == buffer.maxlen:
+            self.dropped += 1
+            self._fresh._dropped += 1
+        buffer.append(snapshot)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    def _close(self) -> None:
+        subscriptions = self._fresh._subscriptions
+        if self in subscriptions:
+            subscriptions.remove(self)
+        self._buffer.clear()
+
+
+class FreshSnapshots(_Poller):
+    """The latest snapshot of each watched target, kept fresh by one poller for many readers.
+
+    Create it with :meth:`WMSPanelClient.keep_fresh` and use it as an async context
+    manager; the block owns the polling tasks, and leaving it stops them. Inside, any task
+    of the same event loop may read, as often as it likes, without calling the API::
+
+        async with client.keep_fresh(targets, interval=10.0) as fresh:
+            snapshot = fresh.get(target)            # no network: the latest, or None yet
+            snapshot = await fresh.wait(target)     # the first snapshot, once there is one
+            async with fresh.subscribe() as snapshots:
+                async for snapshot in snapshots:    # every new snapshot of every target
+                    ...
+
+    It polls as :meth:`WMSPanelClient.poll` does (the same schedule, spread, backoff and
+    daily-quota rules), but never skips a tick for a slow reader: readers take the latest,
+    or lose their oldest buffered snapshots. Targets can be given at the start, or watched
+    and unwatched while it runs; ``max_targets`` bounds them, and with ``drop_unread_after``
+    watched targets that nobody reads stop being polled.
+
+    A failed poll is a snapshot too: :meth:`get` returns it (``error`` set, ``stats``
+    ``None``), and :meth:`last_success` the last one with figures.
+
+    Raises:
+        ClientStateError: From reads, when the block was not entered yet or has been
+            left, or when the client was closed while polling (that one also when leaving
+            the block).
+        QuotaExhaustedError: With ``on_quota="error"``, as for :meth:`WMSPanelClient.poll`.
+        AuthenticationError: From reads and when leaving the block, when the API refused
+            the credentials and ``raise_on_auth_error`` is true.
+    """
+
+    _made_by = "client.keep_fresh()"
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        targets: Iterable[Target],
+        settings: PollSettings,
+        *,
+        max_targets: int | None = MAX_WATCHED_TARGETS,
+        drop_unread_after: int | None = None,
+        subscription_buffer: int = SUBSCRIPTION_BUFFER,
+    ) -> None:
+        self._max_targets = _positive_or_none(max_targets, "max_targets")
+        self._drop_unread_after = _positive_or_none(drop_unread_after, "drop_unread_after")
+        if _positive_or_none(subscription_buffer, "subscription_buffer") is None:
+            msg = "subscription_buffer must be 1 or more, got None"
+            raise ConfigurationError(msg)
+        super().__init__(fetch, targets, settings)
+        if self._max_targets is not None and len(self._states) > self._max_targets:
+            msg = (
+                f"keep_fresh() was given {len(self._states)} targets, more than "
+                f"max_targets={self._max_targets}; raise max_targets"
+            )
+            raise ConfigurationError(msg)
+        self._subscription_buffer = subscription_buffer
+        self._readings = {target: _Reading(pinned=True) for target in self._states}
+        self._subscriptions: list[Subscription] = []
+        self._fatal_traceback: TracebackType | None = None
+        self._reads = 0
+        self._dropped = 0
+        self._dropped_unread = 0
+
+    async def __aenter__(self) -> FreshSnapshots:
+        await self._start()
+        return self
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, target: Target) -> Snapshot | None:
+        """Return the latest snapshot of ``target``, or ``None`` before its first; no I/O.
+
+        The snapshot may carry an error (its last poll failed); :meth:`last_success` returns
+        the last one with figures.
+
+        Raises:
+            TargetNotWatchedError: ``target`` is not watched.
+            ClientStateError: The block was not entered yet, or has been left.
+        """
+        return self._read(target).latest
+
+    def last_success(self, target: Target) -> Snapshot | None:
+        """Return the latest snapshot of ``target`` that has figures, or ``None``; no I/O.
+
+        Raises:
+            TargetNotWatchedError: ``target`` is not watched.
+            ClientStateError: The block was not entered yet, or has been left.
+        """
+        return self._read(target).last_success
+
+    async def wait(self, target: Target, newer_than: Snapshot | None = None) -> Snapshot:
+        """Wait for a snapshot of ``target``: its first, or one newer than ``newer_than``.
+
+        Returns at once if there is one already. A long-poll endpoint passes the snapshot
+        its client has, to sleep until the next poll of the target. Failed polls count
+        (their snapshot carries the error); bound the wait with ``anyio.fail_after()`` if
+        the target may back off or the daily quota may pause polling.
+
+        Raises:
+            TargetNotWatchedError: ``target`` is not watched, or was unwatched meanwhile.
+            ClientStateError: The block was not entered yet, or was left meanwhile.
+        """
+        reading = self._read(target)
+        reading.waiting += 1
+        try:
+            while True:
+                latest = reading.latest
+                if latest is not None and (newer_than is None or _is_newer(latest, newer_than)):
+                    await anyio.lowlevel.checkpoint()
+                    return latest
+                if reading.changed is None:
+                    reading.changed = anyio.Event()
+                await reading.changed.wait()
+                if self._reading(target) is not reading:  # unwatched, then watched again
+                    raise self._not_watched(target)
+        finally:
+            reading.waiting -= 1
+
+    def subscribe(
+        self,
+        targets: Iterable[Target] | None = None,
+        *,
+        buffer: int | None = None,
+        latest: bool = True,
+    ) -> Subscription:
+        """Subscribe to every new snapshot of all watched targets, or of ``targets``.
+
+        Use the result as an async context manager, and iterate inside it. Each
+        subscription has a buffer of its own; a reader that falls behind loses its oldest
+        snapshots (counted in ``dropped``), never slowing the poller or other readers.
+
+        Args:
+            targets: Only these targets, which must be watched; ``None`` for all, including
+                those watched later.
+            buffer: Snapshots kept for this reader at most; defaults to the
+                ``subscription_buffer`` given to ``keep_fresh()``.
+            latest: Start with the latest snapshot of each target that has one, so that a
+                new page shows figures at once.
+
+        Raises:
+            TargetNotWatchedError: One of ``targets`` is not watched.
+            ConfigurationError: ``buffer`` is not a whole number, 1 or more.
+        """
+        wanted = None
+        if targets is not None:
+            wanted = frozenset(targets)
+            for target in wanted:
+                self._reading(target)
+        size = _positive_or_none(buffer, "buffer") or self._subscription_buffer
+        return Subscription(self, wanted, size, latest)
+
+    # -- what is watched -----------------------------------------------------------------
+
+    def watch(self, target: Target, *, interval: float | None = None) -> None:
+        """Start polling ``target`` for readers, if it is not watched already.
+
+        Unless it was given to ``keep_fresh()``, a watched target stops being polled
+        after ``drop_unread_after`` intervals without a reader (when that is set).
+
+        Args:
+            target: What to poll.
+            interval: Seconds between its polls, instead of the ``interval`` of
+                ``keep_fresh()``; ``None`` keeps what it has.
+
+        Raises:
+            TargetLimitError: ``max_targets`` targets are watched already.
+            ConfigurationError: ``target`` or ``interval`` is invalid.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the schedule with this target; nothing changed.
+            ClientStateError: The block has been left.
+        """
+        if self._state == "stopped":
+            self._require_running()
+        target = _checked_target(target)
+        reading = self._readings.get(target)
+        if reading is not None:
+            if interval is not None:
+                self._add(target, interval)
+            return
+        if self._max_targets is not None and len(self._readings) >= self._max_targets:
+            msg = (
+                f"cannot watch {target}: {self._max_targets} targets are watched already "
+                "(max_targets); unwatch some, or raise max_targets"
+            )
+            raise TargetLimitError(msg, limit=self._max_targets)
+        self._add(target, interval)
+        self._readings[target] = _Reading(pinned=False)
+
+    def unwatch(self, target: Target) -> None:
+        """Stop polling ``target``; do nothing if it is not watched.
+
+        Its readers waiting in :meth:`wait` get :class:`TargetNotWatchedError`.
+        """
+        self._remove(target)
+
+    @property
+    def stats(self) -> FreshStats:
+        """What the poller and its readers have done so far; see :class:`FreshStats`."""
+        return FreshStats(
+            **self._stats_fields(),
+            reads=self._reads,
+            waiting=sum(reading.waiting for reading in self._readings.values()),
+            subscribers=len(self._subscriptions),
+            dropped=self._dropped,
+            dropped_unread=self._dropped_unread,
+        )
+
+    # -- the engine's hooks ----------------------------------------------------------------
+
+    def _tick(self, state: _TargetState, now: float) -> None:
+        reading = self._readings[state.target]
+        if self._drop_unread_after is not None and not reading.pinned:
+            if reading.read or reading.waiting:
+                reading.read = False
+                reading.unread_ticks = 0
+            elif reading.unread_ticks >= self._drop_unread_after:
+                logger.info(
+                    "%s is no longer polled: nobody read it for %d intervals",
+                    state.target,
+                    reading.unread_ticks,
+                )
+                self._dropped_unread += 1
+                self._remove(state.target)
+                return
+            else:
+                reading.unread_ticks += 1
+        super()._tick(state, now)
+
+    def _holds(self, state: _TargetState) -> bool:
+        return False
+
+    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
+        reading = self._readings[state.target]
+        self._counts.snapshots += 1
+        reading.latest = snapshot
+        if snapshot.error is None:
+            reading.last_success = snapshot
+        if reading.changed is not None:
+            reading.changed.set()
+            reading.changed = None
+        target = state.target
+        for subscription in self._subscriptions:
+            if subscription._wants(target):
+                subscription._push(snapshot)
+                reading.read = True
+
+    def _forget(self, state: _TargetState) -> None:
+        reading = self._readings.pop(state.target)
+        if reading.changed is not None:
+            reading.changed.set()
+
+    def _wake_readers(self) -> None:
+        for reading in self._readings.values():
+            if reading.changed is not None:
+                reading.changed.set()
+                reading.changed = None
+        for subscription in self._subscriptions:
+            subscription._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal_traceback = exc.__traceback__
+            # Readers may be few and far between: say it now, not at the next read.
+            logger.error(
+                "keep_fresh() stopped polling: %s: %s; its readers get this error",
+                type(exc).__name__,
+                exc,
+            )
+        super()._fail(exc)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _read(self, target: Target) -> _Reading:
+        """Return what readers see of ``target``, counted as a read."""
+        reading = self._reading(target)
+        reading.read = True
+        self._reads += 1
+        return reading
+
+    def _reading(self, target: Target) -> _Reading:
+        """Return what readers see of ``target``, or raise why they cannot read it."""
+        reading = self._readings.get(target)
+        if reading is None or self._state != "running" or self._fatal is not None:
+            self._require_running()
+            raise self._not_watched(target)
+        return reading
+
+    @staticmethod
+    def _not_watched(target: object) -> WMSPanelError:
+        if not isinstance(target, Target):
+            return ConfigurationError(
+                f"expected a Target, got {type(target).__name__} {target!r:.60}"
+            )
+        msg = f"{target} is not watched; give it to keep_fresh() or call fresh.watch(target) first"
+        return TargetNotWatchedError(msg, target=target)
+
+    def _require_running(self) -> None:
+        if self._fatal is not None:
+            self._raise_fatal()
+        if self._state == "new":
+            msg = "enter it first: async with client.keep_fresh(...) as fresh: ..."
+            raise ClientStateError(msg)
+        if self._state == "stopped":
+            msg = "this keep_fresh() block has been left; its snapshots are no longer kept fresh"
+            raise ClientStateError(msg)
+
+    def _raise_fatal(self) -> NoReturn:
+        # The same error reaches every reader, each with the traceback of where it
+        # happened, as asyncio's futures do (re-raising would pile up tracebacks).
+        fatal = self._fatal
+        if fatal is None:  # pragma: no cover - only called once polling failed
+            msg = "keep_fresh() has not failed"
+            raise InternalError(msg)
+        raise fatal.with_traceback(self._fatal_traceback)
