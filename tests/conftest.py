@@ -12,7 +12,7 @@ import respx
 import trio.testing
 from support import BASE_URL, CLI_EXTRA, FakeUTCClock, VirtualLoop
 
-pytest_plugins = ["wmspanel_async.testing._plugin"]
+pytest_plugins = ["wmspanel_async.testing._plugin", "redis_support"]
 
 # The bare install (`nox -s tests_bare`) has no cli extra, and the command line is what the
 # extra adds: its tests are left out there, and tests/test_bare_install.py runs instead.
@@ -28,9 +28,15 @@ HEAVY_MODULES = frozenset(
         "test_cli",
         "test_client_over_loopback",
         "test_docs_examples",
+        "test_exporter",
+        "test_exporter_command",
+        "test_exporter_prometheus",
+        "test_fastapi_live",
         "test_fault_matrix",
+        "test_ledger",
         "test_plugin",
         "test_properties",
+        "test_share",
     }
 )
 

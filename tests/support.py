@@ -24,7 +24,9 @@ import coverage
 import httpx
 import respx
 
-from wmspanel_async import Snapshot, SnapshotStream, Target, WMSPanelClient
+from wmspanel_async import QuotaStatus, Snapshot, SnapshotStream, Target, WMSPanelClient
+from wmspanel_async._quota import exhausted, quota_status
+from wmspanel_async.testing import Account
 
 #: Whether the cli extra (rich) is installed; the bare install (`nox -s tests_bare`) lacks it.
 CLI_EXTRA = importlib.util.find_spec("rich") is not None
@@ -87,6 +89,27 @@ _COVERAGE = coverage.Coverage.current()
 _COVERAGE_DATA = os.path.abspath(_COVERAGE.config.data_file) if _COVERAGE else ""
 
 
+def account_environment(base_url: str, account: Account) -> dict[str, str]:
+    """This process's environment, pointing a child's client at ``account`` at ``base_url``.
+
+    ``SLICE_ID`` holds the account's first data slice.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSP")}
+    return env | {
+        "WMSPANEL_BASE_URL": base_url,
+        "WMSPANEL_CLIENT_ID": account.client_id,
+        "WMSPANEL_API_KEY": account.api_key,
+        "SLICE_ID": account.slices[0].id,
+    }
+
+
+def python_script(directory: Path, source: str) -> list[str]:
+    """The command line that runs ``source`` as a script (coverage cannot measure ``-c``)."""
+    path = directory / "script.py"
+    path.write_text(source, encoding="utf-8")
+    return [*python_command(), str(path)]
+
+
 def python_command() -> list[str]:
     """The command line that starts Python, measured by coverage if this run is."""
     if _COVERAGE is None or "COVERAGE_PROCESS_START" in os.environ:
@@ -123,6 +146,27 @@ class VirtualUTC:
         if self.origin is None:
             self.origin = now
         return self.start + dt.timedelta(seconds=now - self.origin)
+
+
+class DailyQuota:
+    """A day's call count for tests of the poller alone: ``status()`` and ``spend()``."""
+
+    def __init__(self, limit: int, clock: Callable[[], dt.datetime]) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.day = clock().date()
+        self.used = 0
+
+    def status(self) -> QuotaStatus:
+        now = self.clock()
+        if now.date() != self.day:
+            self.day, self.used = now.date(), 0
+        return quota_status(self.used, self.limit, now)
+
+    def spend(self) -> None:
+        if self.status().remaining == 0:
+            raise exhausted(self.limit, self.clock())
+        self.used += 1
 
 
 def realtime_response(connected: int = 1) -> httpx.Response:

@@ -10,6 +10,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from redis_support import RedisServer, free_port
 from rich.console import Console
 from support import python_command
 
@@ -791,3 +793,40 @@ def test_internal_errors_are_one_line_too(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err == (
         "wmspanel-async: error: internal error (RuntimeError: boom more); please report it\n"
     )
+
+
+# -- the shared ledger ---------------------------------------------------------------------
+
+
+def test_ledger_in_a_file_counts_across_runs(simulated: Simulated, tmp_path: Path) -> None:
+    """--ledger PATH: each run adds its calls to the day's count in the file."""
+    path = tmp_path / "calls.json"
+    for _ in range(2):
+        result = simulated.run("realtime", simulated.slices[0]["id"], "--ledger", str(path))
+        assert result.code == 0, result.err
+    (counts,) = json.loads(path.read_text())["days"].values()
+    assert counts == {simulated.client_id: 2}
+
+
+def test_ledger_in_redis_from_the_environment(
+    simulated: Simulated, redis_server: RedisServer
+) -> None:
+    """WMSPANEL_LEDGER_URL=redis://...: the calls are counted in Redis."""
+    slice_id = simulated.slices[0]["id"]
+    for _ in range(3):
+        result = simulated.run("realtime", slice_id, WMSPANEL_LEDGER_URL=redis_server.url)
+        assert result.code == 0, result.err
+    with socket.create_connection(("127.0.0.1", redis_server.port)) as connection:
+        connection.sendall(b"KEYS *\r\n")
+        key = connection.recv(1024).split(b"\r\n")[2].decode()
+        connection.sendall(f"GET {key}\r\n".encode())
+        assert connection.recv(64).split(b"\r\n")[1] == b"3"
+    assert key.startswith(f"wmspanel:{{{simulated.client_id}}}:calls:")
+
+
+def test_a_redis_ledger_that_is_down_is_one_line_and_exit_4(simulated: Simulated) -> None:
+    """Redis not answering: exit 4, one line naming Redis without its password."""
+    url = f"redis://:hunter2-pw@127.0.0.1:{free_port()}/0"
+    result = simulated.run("realtime", simulated.slices[0]["id"], "--ledger", url)
+    result.assert_one_line_error(4, "Redis at redis://127.0.0.1:", "nothing was sent")
+    assert "hunter2" not in result.err

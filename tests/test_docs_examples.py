@@ -133,10 +133,10 @@ def test_simulator_page_pytest_examples_pass(pytester: pytest.Pytester) -> None:
 def test_fastapi_recipe_tests_pass(pytester: pytest.Pytester) -> None:
     """The FastAPI recipe's app passes its own tests, on asyncio and on trio."""
     pytest.importorskip("fastapi")
-    for name in ("fastapi_app.py", "test_fastapi_app.py"):
+    for name in ("fastapi_app.py", "fastapi_page.html", "test_fastapi_app.py"):
         (pytester.path / name).write_text((EXAMPLES / name).read_text(encoding="utf-8"))
     result = run_pytest_as_user(pytester)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=24)
 
 
 # The daemon recipe -------------------------------------------------------------------------
@@ -175,7 +175,8 @@ async def test_daemon_logs_figures_and_health_then_stops_on_sigterm(tmp_path: Pa
     assert log.rstrip().endswith("INFO wmspanel_daemon: stopped")
     assert "HTTP Request" not in log  # httpx's INFO lines are quieted
     assert account.api_key not in log
-    assert json.loads(quota_file.read_text())["used"] >= 5  # the listing and a round of polls
+    (counts,) = json.loads(quota_file.read_text())["days"].values()
+    assert counts[account.client_id] >= 5  # the listing and a round of polls
 
 
 @pytest.mark.anyio

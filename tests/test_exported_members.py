@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 import wmspanel_async
+import wmspanel_async.prometheus
+import wmspanel_async.redis
 import wmspanel_async.testing
 
-PUBLIC_PACKAGES = [wmspanel_async, wmspanel_async.testing]
+PUBLIC_PACKAGES = [
+    wmspanel_async,
+    wmspanel_async.prometheus,
+    wmspanel_async.redis,
+    wmspanel_async.testing,
+]
 
 
 def is_ours(value: object) -> bool:

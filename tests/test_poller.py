@@ -20,6 +20,7 @@ from support import (
     A,
     B,
     C,
+    DailyQuota,
     FakeAPI,
     VirtualUTC,
     consume,
@@ -42,7 +43,6 @@ from wmspanel_async import (
     WMSPanelClient,
 )
 from wmspanel_async._poller import PollSettings
-from wmspanel_async._quota import DailyQuota
 
 pytestmark = pytest.mark.anyio
 

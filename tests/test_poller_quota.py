@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from support import (
     A,
     B,
     C,
+    DailyQuota,
     FakeAPI,
     VirtualUTC,
     consume,
@@ -24,7 +24,7 @@ from support import (
 )
 
 from wmspanel_async import (
-    ConfigurationError,
+    MemoryLedger,
     QuotaExhaustedError,
     RealtimeStats,
     Snapshot,
@@ -33,7 +33,6 @@ from wmspanel_async import (
     WMSPanelClient,
 )
 from wmspanel_async._poller import Fetch, PollSettings
-from wmspanel_async._quota import DailyQuota
 
 pytestmark = pytest.mark.anyio
 
@@ -107,16 +106,14 @@ async def test_reserve_is_left_for_on_demand_calls() -> None:
 
 @pytest.mark.virtual_time
 @pytest.mark.usefixtures("local_time_zone")
-async def test_spent_budget_pauses_until_the_reset(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """With only the reserve left (as the quota file says), polling waits for 00:00 UTC."""
-    path = tmp_path / "quota.json"
-    path.write_text(json.dumps({"day": "2024-05-01", "used": 990}))
+async def test_spent_budget_pauses_until_the_reset(caplog: pytest.LogCaptureFixture) -> None:
+    """With only the reserve left (as the ledger says), polling waits for 00:00 UTC."""
+    utc = VirtualUTC(at(23, 50))
+    ledger = MemoryLedger()
+    for _ in range(990):
+        await ledger.reserve(CLIENT_ID, 1000, utc())
     api = FakeAPI()
-    async with make_polling_client(
-        api, utc=VirtualUTC(at(23, 50)), daily_limit=1000, quota_file=path
-    ) as client:
+    async with make_polling_client(api, utc=utc, daily_limit=1000, ledger=ledger) as client:
         start = anyio.current_time()
         async with client.poll([A, B], interval=60.0) as snapshots:
             await anyio.sleep(300.0)
@@ -129,7 +126,7 @@ async def test_spent_budget_pauses_until_the_reset(
     assert not stats.paused
     assert stats.skipped_quota == 20  # 10 minutes of ticks of 2 targets every minute
     assert "pausing until the daily reset at 00:00 UTC, in 600 s" in caplog.text
-    assert json.loads(path.read_text())["day"] == "2024-05-02"
+    assert client.quota.used == len(api.requests)  # the new day's
 
 
 @pytest.mark.virtual_time
@@ -223,66 +220,6 @@ def fixed(when: dt.datetime) -> VirtualUTC:
     return clock
 
 
-def test_quota_file_survives_restarts(tmp_path: Path) -> None:
-    """A new ledger on the same file goes on counting the same day; no temp file is left."""
-    path = tmp_path / "quota.json"
-    day = at(10).replace
-
-    quota = DailyQuota(100, lambda: day(hour=10), path)
-    for _ in range(3):
-        quota.spend()
-    assert json.loads(path.read_text()) == {"day": "2024-05-01", "used": 3}
-    again = DailyQuota(100, lambda: day(hour=11), path)
-    assert again.status().used == 3
-    assert [p.name for p in tmp_path.iterdir()] == ["quota.json"]
-
-
-@pytest.mark.usefixtures("local_time_zone")
-def test_quota_file_of_another_day_starts_at_zero(tmp_path: Path) -> None:
-    """A count saved yesterday does not count today, and the file is renewed."""
-    path = tmp_path / "quota.json"
-    path.write_text(json.dumps({"day": "2024-04-30", "used": 14_000}))
-    quota = DailyQuota(15_000, lambda: at(0, 5), path)
-    assert quota.status().used == 0
-    assert json.loads(path.read_text()) == {"day": "2024-05-01", "used": 0}
-
-
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"day": "2024-05-01"}'])
-def test_unreadable_quota_file_is_ignored_with_a_warning(
-    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A file that is not a day's count starts the day at zero, saying so."""
-    path = tmp_path / "quota.json"
-    path.write_text(content)
-    quota = DailyQuota(100, lambda: at(9), path)
-    assert quota.status().used == 0
-    assert "quota file" in caplog.text
-
-
-def test_unwritable_quota_file_is_a_configuration_error(tmp_path: Path) -> None:
-    """A quota file in a missing folder is refused when the ledger is made."""
-    with pytest.raises(ConfigurationError, match="cannot write the quota file"):
-        DailyQuota(100, lambda: at(9), tmp_path / "missing" / "quota.json")
-
-
-def test_quota_file_failing_later_keeps_counting(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A file that cannot be written any more is warned about once; counting goes on."""
-    path = tmp_path / "quota.json"
-    quota = DailyQuota(100, lambda: at(9), path)
-    path.unlink()
-    path.mkdir()  # os.replace() onto a folder fails
-    quota.spend()
-    quota.spend()
-    assert quota.status().used == 2
-    assert caplog.text.count("cannot save the quota file") == 1
-    path.rmdir()
-    quota.spend()
-    assert json.loads(path.read_text())["used"] == 3
-
-
-@pytest.mark.virtual_time
 async def test_client_counts_its_calls_in_the_quota_file(tmp_path: Path) -> None:
     """WMSPanelClient(quota_file=...) keeps its count across client instances."""
     path = tmp_path / "quota.json"

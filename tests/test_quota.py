@@ -12,8 +12,14 @@ import pytest
 import respx
 from support import SLICE_ID, FakeUTCClock, make_client, sample_payload
 
-from wmspanel_async import AuthenticationError, QuotaExhaustedError, QuotaStatus, Target
-from wmspanel_async._quota import DailyQuota, next_utc_midnight
+from wmspanel_async import (
+    AuthenticationError,
+    MemoryLedger,
+    QuotaExhaustedError,
+    QuotaStatus,
+    Target,
+)
+from wmspanel_async._quota import next_utc_midnight
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("local_time_zone")]
 
@@ -94,13 +100,13 @@ def test_next_utc_midnight(now: dt.datetime, midnight: dt.datetime) -> None:
     assert next_utc_midnight(now) == midnight
 
 
-def test_ledger_rolls_over_at_midnight_only(utc_clock: FakeUTCClock) -> None:
+async def test_ledger_rolls_over_at_midnight_only(utc_clock: FakeUTCClock) -> None:
     """Calls of the same UTC day accumulate; the first call of the next day starts at one."""
-    quota = DailyQuota(10, utc_clock)
-    quota.spend()
+    ledger = MemoryLedger()
+    await ledger.reserve("id", 10, utc_clock())
     utc_clock.advance(59)  # 23:59:59, same day
-    quota.spend()
-    assert quota.status().used == 2
+    await ledger.reserve("id", 10, utc_clock())
+    assert ledger.status("id", 10, utc_clock()).used == 2
     utc_clock.advance(1)
-    quota.spend()
-    assert quota.status().used == 1
+    assert (await ledger.reserve("id", 10, utc_clock())).used == 1
+    assert ledger.status("another id", 10, utc_clock()).used == 0

@@ -15,12 +15,14 @@ from ._exceptions import (
     InvalidResponseError,
     QuotaExhaustedError,
     RateLimitError,
+    RedisUnavailableError,
     ServerError,
     TargetLimitError,
     TargetNotWatchedError,
     WMSPanelError,
 )
 from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._quota import FileLedger, Ledger, MemoryLedger
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -59,16 +61,20 @@ __all__ = [
     "ClientStateError",
     "ConfigurationError",
     "DataSlice",
+    "FileLedger",
     "FreshSnapshots",
     "FreshStats",
     "GeoEntry",
     "InternalError",
     "InvalidResponseError",
+    "Ledger",
+    "MemoryLedger",
     "PollerStats",
     "QuotaExhaustedError",
     "QuotaStatus",
     "RateLimitError",
     "RealtimeStats",
+    "RedisUnavailableError",
     "ServerError",
     "Snapshot",
     "SnapshotStream",

@@ -38,7 +38,7 @@ from ._exceptions import (
     WMSPanelError,
 )
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
-from ._quota import DailyQuota, UTCClock, utc_now
+from ._quota import FileLedger, Ledger, MemoryLedger, UTCClock, utc_now
 from ._redact import LOG_FILTER, Redactor
 from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
 from ._status import status_error
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ._fresh import FreshSnapshots
     from ._governor import OnQuota
     from ._poller import PollSettings, SnapshotStream
+    from ._redis import RedisShare
 
 logger = logging.getLogger("wmspanel_async")
 
@@ -122,6 +123,19 @@ def _checked_max_age(max_age: float | None) -> float | None:
     raise ConfigurationError(msg)
 
 
+def _chosen_ledger(ledger: Ledger | None, quota_file: str | os.PathLike[str] | None) -> Ledger:
+    if ledger is not None and quota_file is not None:
+        msg = "pass either ledger or quota_file (a FileLedger's shorthand), not both"
+        raise ConfigurationError(msg)
+    if ledger is None:
+        return MemoryLedger() if quota_file is None else FileLedger(quota_file)
+    given: object = ledger  # the annotation promises what users may get wrong
+    if not isinstance(given, Ledger):
+        msg = f"ledger must be a Ledger (MemoryLedger, FileLedger, RedisLedger), got {given!r:.60}"
+        raise ConfigurationError(msg)
+    return given
+
+
 def _nonnegative(value: int, name: str) -> int:
     if value < 0:
         msg = f"{name} must be 0 or more, got {value!r}"
@@ -159,15 +173,18 @@ class WMSPanelClient:
             ``None`` for no limit.
         max_connections: Size of the connection pool.
         clock: Returns the current aware UTC datetime; tests pass a fake one.
-        quota_file: A file to keep the day's call count in, so that it survives restarts
-            (written atomically after every call), or ``None`` to count in memory only.
+        ledger: Where the day's calls are counted: a :class:`MemoryLedger` of this client
+            (the default), a :class:`FileLedger` for the processes of one machine, or a
+            ``wmspanel_async.redis.RedisLedger`` for processes anywhere. Yours to close.
+        quota_file: Shorthand for ``ledger=FileLedger(quota_file)``: the day's count
+            survives restarts and is shared by the processes using the file.
 
     Raises:
         ConfigurationError: Credentials are missing, the base URL is not HTTPS, an
             argument is out of range, ``transport`` is neither a transport nor a name we
             know (or is ``"aiohttp"`` without aiohttp, or on trio: raised at the first use
-            if the client is made outside the event loop), or ``quota_file`` cannot be
-            written.
+            if the client is made outside the event loop), ``quota_file`` cannot be
+            written, or both ``ledger`` and ``quota_file`` are given.
     """
 
     def __init__(
@@ -184,6 +201,7 @@ class WMSPanelClient:
         deadline: float | None = 30.0,
         max_connections: int = 10,
         clock: UTCClock = utc_now,
+        ledger: Ledger | None = None,
         quota_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.client_id: str = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
@@ -218,7 +236,8 @@ class WMSPanelClient:
         self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
-        self._quota = DailyQuota(daily_limit, clock, quota_file)
+        self.ledger: Ledger = _chosen_ledger(ledger, quota_file)
+        self.daily_limit: int = daily_limit
         self._retry_budget = RetryBudget()
         self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
         self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
@@ -293,8 +312,21 @@ class WMSPanelClient:
 
     @property
     def quota(self) -> QuotaStatus:
-        """The daily call budget as this client counted it; every HTTP attempt counts one."""
-        return self._quota.status()
+        """The day's call budget as the ledger last saw it; every HTTP attempt counts one.
+
+        No I/O: a shared ledger's count is as of this client's last call, or the last
+        refresh of a poller's (about once a minute).
+        """
+        return self.ledger.status(self.client_id, self.daily_limit, self._clock())
+
+    async def refresh_quota(self) -> QuotaStatus:
+        """Read the day's count from the ledger again, as other processes left it.
+
+        Raises:
+            RedisUnavailableError: A Redis ledger did not answer.
+        """
+        self._check_usable()
+        return await self.ledger.refresh(self.client_id, self.daily_limit, self._clock())
 
     async def data_slices(self, *, show_servers: bool = False) -> list[DataSlice]:
         """Fetch the data slices this key may see (``GET /v1/data_slices``).
@@ -532,7 +564,7 @@ class WMSPanelClient:
         retry_costs = 0
         attempt = 0
         while True:
-            self._quota.spend()
+            status = await self.ledger.reserve(self.client_id, self.daily_limit, self._clock())
             try:
                 body = await self._attempt(path, params, attempt, max_retries)
             except (APIConnectionError, APIStatusError) as error:
@@ -541,7 +573,7 @@ class WMSPanelClient:
                     error,
                     attempt=attempt,
                     max_retries=max_retries,
-                    calls_left=self._quota.status().remaining,
+                    calls_left=status.remaining,
                     now=anyio.current_time(),
                     deadline=deadline_scope.deadline,
                 )
@@ -742,6 +774,7 @@ class WMSPanelClient:
         max_targets: int | None = MAX_WATCHED_TARGETS,
         drop_unread_after: int | None = None,
         subscription_buffer: int = SUBSCRIPTION_BUFFER,
+        share: RedisShare | None = None,
     ) -> FreshSnapshots:
         """Keep the latest snapshot of each target fresh, for any number of readers.
 
@@ -776,6 +809,10 @@ class WMSPanelClient:
                 its intervals; ``None`` keeps it until ``fresh.unwatch()``.
             subscription_buffer: Snapshots a subscription keeps for a slow reader before it
                 drops its oldest.
+            share: A ``wmspanel_async.redis.RedisShare``: of the processes that keep the
+                same targets of this account fresh, one polls and the others read what it
+                publishes (asyncio only). The targets are then fixed: no ``watch()``,
+                ``unwatch()`` or ``drop_unread_after``.
 
         Returns:
             The readers' side, not yet started: polling starts when the ``async with``
@@ -787,6 +824,17 @@ class WMSPanelClient:
         """
         from ._fresh import FreshSnapshots  # noqa: PLC0415 - loaded on first use
 
+        targets = list(targets)
+        session = None
+        if share is not None:
+            from ._redis import RedisShare  # noqa: PLC0415 - the `redis` extra
+            from ._wire import target_key  # noqa: PLC0415
+
+            given: object = share
+            if not isinstance(given, RedisShare):
+                msg = f"share must be a RedisShare, got {given!r:.60}"
+                raise ConfigurationError(msg)
+            session = given.session(self.client_id, [target_key(t) for t in targets])
         return FreshSnapshots(
             self._poll_once,
             targets,
@@ -796,6 +844,7 @@ class WMSPanelClient:
             max_targets=max_targets,
             drop_unread_after=drop_unread_after,
             subscription_buffer=subscription_buffer,
+            share=session,
         )
 
     def _poll_settings(
@@ -821,7 +870,8 @@ class WMSPanelClient:
             )
             raise ConfigurationError(msg)
         return PollSettings(
-            quota=self._quota.status,
+            quota=lambda: self.quota,
+            refresh_quota=self.refresh_quota,
             utc_clock=self._clock,
             interval=interval,
             concurrency=concurrency,

@@ -7,6 +7,7 @@ them and nothing raw from httpx, anyio or cattrs ever reaches the caller::
     ├── ConfigurationError        bad or missing settings, found before anything is sent
     ├── ClientStateError          the client is closed or used from another event loop
     ├── QuotaExhaustedError       the local daily call budget is spent
+    ├── RedisUnavailableError     Redis, where calls are counted or polling shared, is down
     ├── APIError                  the API refused the request: status not "Ok", with a message
     ├── InvalidResponseError      the answer is not what the API documents
     ├── InternalError             a bug in wmspanel-async: please report it
@@ -49,6 +50,22 @@ class QuotaExhaustedError(WMSPanelError):
     def __init__(self, message: str, *, resets_at: dt.datetime) -> None:
         super().__init__(message)
         self.resets_at = resets_at
+
+
+class RedisUnavailableError(WMSPanelError):
+    """Redis, where the shared ledger counts calls (or the shared poller lives), did not answer.
+
+    Raised before anything is sent: a call the ledger could not count is not made. It waits
+    about a second for Redis; a poller carries the error in its snapshots and recovers by
+    itself once Redis answers again.
+
+    Attributes:
+        url: The Redis URL, without its password.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class APIError(WMSPanelError):

@@ -10,10 +10,11 @@ hold the poller back, so no tick is ever skipped for a slow consumer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from collections.abc import Iterable
 from types import TracebackType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -24,14 +25,23 @@ from ._exceptions import (
     ClientStateError,
     ConfigurationError,
     InternalError,
+    RedisUnavailableError,
     TargetLimitError,
     TargetNotWatchedError,
     WMSPanelError,
 )
 from ._models import Snapshot, Target
 from ._poller import Fetch, PollerStats, PollSettings, _checked_target, _Poller, _TargetState
+from ._transport import require_asyncio
+from ._wire import WireFormatError, dump_snapshot, load_snapshot, target_key
+
+if TYPE_CHECKING:
+    from ._redis import ShareSession
 
 logger = logging.getLogger("wmspanel_async.poller")
+
+#: Snapshots waiting to be published to Redis at most; beyond, the oldest are dropped.
+OUTBOX_SIZE = 1024
 
 
 def _positive_or_none(value: object, name: str) -> int | None:
@@ -61,6 +71,8 @@ class FreshStats(PollerStats):
             that read too slowly; the sum over all subscriptions so far.
         dropped_unread: Targets no longer watched because nobody read them for
             ``drop_unread_after`` intervals.
+        leading: Whether this process polls; with a ``share``, false while another
+            process polls for it (its own poller's figures then stay still).
     """
 
     reads: int
@@ -68,6 +80,7 @@ class FreshStats(PollerStats):
     subscribers: int
     dropped: int
     dropped_unread: int
+    leading: bool
 
 
 @attrs.define(eq=False)
@@ -109,8 +122,9 @@ class Subscription:
         self._targets = targets
         self._latest = latest
         self._buffer: collections.deque[Snapshot] = collections.deque(maxlen=buffer)
-        self._event: anyio.Event | None = None
+        self._event: anyio.Event | None = None  # a filtered subscription's own
         self._open = False
+        self._closed = False
         self.dropped: int = 0
         """Snapshots dropped so far because the buffer was full."""
 
@@ -150,20 +164,27 @@ class Subscription:
         if not self._open:
             msg = "iterate inside the block: async with fresh.subscribe() as snapshots: ..."
             raise ClientStateError(msg)
+        if self._buffer:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return self._buffer.popleft()
+        fresh = self._fresh
         while True:
-            if self._buffer:
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                return self._buffer.popleft()
-            fresh = self._fresh
             if fresh._fatal is not None:
                 fresh._raise_fatal()
-            if fresh._state == "stopped" or self not in fresh._subscriptions:
+            if fresh._state == "stopped" or self._closed:
                 raise StopAsyncIteration
-            self._event = event = anyio.Event()
-            try:
-                await event.wait()
-            finally:
-                self._event = None
+            # A thousand subscribers of every target wait on one event, set once per
+            # snapshot: one Event per subscriber and snapshot tripled the cost of a delivery.
+            if self._targets is None:
+                await fresh._next_delivery().wait()
+            else:
+                self._event = event = anyio.Event()
+                try:
+                    await event.wait()
+                finally:
+                    self._event = None
+            if self._buffer:  # the wait suspended: no further checkpoint needed
+                return self._buffer.popleft()
 
     def _wants(self, target: Target) -> bool:
         return self._targets is None or target in self._targets
@@ -181,9 +202,9 @@ class Subscription:
             self._event.set()
 
     def _close(self) -> None:
-        subscriptions = self._fresh._subscriptions
-        if self in subscriptions:
-            subscriptions.remove(self)
+        if not self._closed:
+            self._closed = True
+            self._fresh._subscriptions.remove(self)
         self._buffer.clear()
 
 
@@ -230,6 +251,7 @@ class FreshSnapshots(_Poller):
         max_targets: int | None = MAX_WATCHED_TARGETS,
         drop_unread_after: int | None = None,
         subscription_buffer: int = SUBSCRIPTION_BUFFER,
+        share: ShareSession | None = None,
     ) -> None:
         self._max_targets = _positive_or_none(max_targets, "max_targets")
         self._drop_unread_after = _positive_or_none(drop_unread_after, "drop_unread_after")
@@ -246,12 +268,23 @@ class FreshSnapshots(_Poller):
         self._subscription_buffer = subscription_buffer
         self._readings = {target: _Reading(pinned=True) for target in self._states}
         self._subscriptions: list[Subscription] = []
+        self._delivered: anyio.Event | None = None
         self._fatal_traceback: TracebackType | None = None
         self._reads = 0
         self._dropped = 0
         self._dropped_unread = 0
+        if share is not None and self._drop_unread_after is not None:
+            msg = "with share=, the targets are fixed: drop_unread_after cannot be used"
+            raise ConfigurationError(msg)
+        self._share = share
+        self._leading = False
+        self._outbox: collections.deque[Snapshot] = collections.deque(maxlen=OUTBOX_SIZE)
+        self._outbox_ready: anyio.Event | None = None
+        self._warned: set[str] = set()
 
     async def __aenter__(self) -> FreshSnapshots:
+        if self._share is not None:
+            require_asyncio("keep_fresh(share=RedisShare)", "poll in each process without a share")
         await self._start()
         return self
 
@@ -361,6 +394,7 @@ class FreshSnapshots(_Poller):
         """
         if self._state == "stopped":
             self._require_running()
+        self._refuse_with_share("watch")
         target = _checked_target(target)
         reading = self._readings.get(target)
         if reading is not None:
@@ -380,7 +414,11 @@ class FreshSnapshots(_Poller):
         """Stop polling ``target``; do nothing if it is not watched.
 
         Its readers waiting in :meth:`wait` get :class:`TargetNotWatchedError`.
+
+        Raises:
+            ConfigurationError: With a ``share``, whose targets are fixed.
         """
+        self._refuse_with_share("unwatch")
         self._remove(target)
 
     @property
@@ -393,6 +431,7 @@ class FreshSnapshots(_Poller):
             subscribers=len(self._subscriptions),
             dropped=self._dropped,
             dropped_unread=self._dropped_unread,
+            leading=self._share is None or self._leading,
         )
 
     # -- the engine's hooks ----------------------------------------------------------------
@@ -420,6 +459,10 @@ class FreshSnapshots(_Poller):
         return False
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
+        if self._leading:
+            self._outbox.append(snapshot)
+            if self._outbox_ready is not None:
+                self._outbox_ready.set()
         reading = self._readings[state.target]
         self._counts.snapshots += 1
         reading.latest = snapshot
@@ -433,6 +476,7 @@ class FreshSnapshots(_Poller):
             if subscription._wants(target):
                 subscription._push(snapshot)
                 reading.read = True
+        self._wake_subscribers()
 
     def _forget(self, state: _TargetState) -> None:
         reading = self._readings.pop(state.target)
@@ -446,6 +490,18 @@ class FreshSnapshots(_Poller):
                 reading.changed = None
         for subscription in self._subscriptions:
             subscription._wake()
+        self._wake_subscribers()
+
+    def _next_delivery(self) -> anyio.Event:
+        """Return the event the next snapshot sets, for subscriptions of every target."""
+        if self._delivered is None:
+            self._delivered = anyio.Event()
+        return self._delivered
+
+    def _wake_subscribers(self) -> None:
+        if self._delivered is not None:
+            self._delivered.set()
+            self._delivered = None
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -457,6 +513,108 @@ class FreshSnapshots(_Poller):
                 exc,
             )
         super()._fail(exc)
+
+    # -- sharing one poller between processes ----------------------------------------------
+
+    async def _main(self) -> None:
+        share = self._share
+        if share is None:
+            await self._run()
+            return
+        # Either this process polls for all (it holds the lease), or it follows the one
+        # that does, trying to take the lease every third of it.
+        period = share.share.lease / 3
+        while True:
+            try:
+                leading = await share.take_lease()
+            except RedisUnavailableError as exc:
+                self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
+                await anyio.sleep(period)
+                continue
+            if leading:
+                await self._lead(share, period)
+                if self._fatal is not None:
+                    return
+                continue
+            try:
+                await share.follow(self._take_shared, until=anyio.current_time() + period)
+            except RedisUnavailableError as exc:
+                self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
+                await anyio.sleep(period)
+
+    async def _lead(self, share: ShareSession, period: float) -> None:
+        """Poll for every process, publishing each snapshot, until the lease is lost."""
+        logger.info("polling for every process that shares these targets (%s)", share.url)
+        self._leading = True
+        self._reset()
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self._run)
+                task_group.start_soon(self._publish, share)
+                while True:
+                    await anyio.sleep(period)
+                    if self._fatal is not None:
+                        break
+                    try:
+                        if not await share.renew_lease():
+                            logger.warning("another process polls now; following it")
+                            break
+                    except RedisUnavailableError as exc:
+                        # Nobody else can take the lease while Redis is away: polling on
+                        # polls no target twice.
+                        self._warn_once("share", "cannot renew the lease; polling on: %s", exc)
+                task_group.cancel_scope.cancel()
+        finally:
+            self._leading = False
+            # Given up at once, so that another process takes over now; if Redis is away,
+            # the lease expires by itself.
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(1),
+                contextlib.suppress(RedisUnavailableError),
+            ):
+                await share.release_lease()
+
+    async def _publish(self, share: ShareSession) -> None:
+        while True:
+            while self._outbox:
+                snapshot = self._outbox.popleft()
+                try:
+                    await share.publish(target_key(snapshot.target), dump_snapshot(snapshot))
+                except RedisUnavailableError as exc:
+                    self._warn_once("publish", "cannot publish snapshots: %s", exc)
+            self._outbox_ready = anyio.Event()
+            await self._outbox_ready.wait()
+            self._outbox_ready = None
+
+    def _take_shared(self, data: bytes) -> None:
+        """Keep a snapshot that the polling process published, if it is newer."""
+        try:
+            snapshot = load_snapshot(data)
+        except WireFormatError as exc:
+            self._warn_once("wire", "ignoring a shared snapshot: %s", exc)
+            return
+        state = self._states.get(snapshot.target)
+        reading = self._readings.get(snapshot.target)
+        if state is None or state.removed or reading is None:
+            return
+        latest = reading.latest
+        if latest is not None and latest.fetched_at >= snapshot.fetched_at:
+            return  # read back from Redis after it was published: seen already
+        self._deliver(state, snapshot)
+
+    def _warn_once(self, kind: str, message: str, exc: BaseException) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(message, exc)
+
+    def _refuse_with_share(self, what: str) -> None:
+        if self._share is not None:
+            msg = (
+                f"{what}() is not available with share=: the processes share one poller of "
+                "one set of targets, given to keep_fresh()"
+            )
+            raise ConfigurationError(msg)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -94,7 +94,9 @@ class PollSettings:
     """How a poller polls, whatever it does with the snapshots; the client makes it.
 
     Attributes:
-        quota: Returns the client's daily call budget now.
+        quota: Returns the client's daily call budget now, without I/O.
+        refresh_quota: Reads the budget again from a shared ledger; awaited at most once
+            per ``QUOTA_RECHECK`` seconds.
         utc_clock: Returns the current aware UTC datetime.
         interval: Seconds between two polls of a target.
         concurrency: Requests in flight at most.
@@ -106,6 +108,7 @@ class PollSettings:
 
     quota: Callable[[], QuotaStatus]
     utc_clock: UTCClock
+    refresh_quota: Callable[[], Awaitable[object]] | None = None
     interval: float = attrs.field(default=30.0, converter=_checked_interval)
     concurrency: int = attrs.field(default=10)
     on_quota: OnQuota = "stretch"
@@ -231,6 +234,7 @@ class _Poller:
         self._governor = QuotaGovernor(settings.reserve, settings.on_quota)
         self._fetch = fetch
         self._quota = settings.quota
+        self._refresh_quota = settings.refresh_quota
         self._utc_clock = settings.utc_clock
         self._interval = settings.interval
         self._concurrency = concurrency = settings.concurrency
@@ -288,7 +292,7 @@ class _Poller:
         dispatch_send, dispatch_receive = anyio.create_memory_object_stream[_TargetState](math.inf)
         self._dispatch_send = dispatch_send
         self._dispatch_receive = dispatch_receive
-        task_group.start_soon(self._run, name="wmspanel_async poller")
+        task_group.start_soon(self._main, name="wmspanel_async poller")
 
     async def __aexit__(
         self,
@@ -510,6 +514,9 @@ class _Poller:
                     await self._sleep_until(self._paused_until)
                     continue
                 self._resume(now)
+            if soon >= self._next_quota_check:
+                await self._refresh_shared_quota()
+                now = anyio.current_time()
             if self._dirty or self._respread or soon >= self._next_quota_check:
                 self._revise(now)
                 heap = self._heap
@@ -529,6 +536,18 @@ class _Poller:
             if heap and heap[0][0] < wake_at:
                 wake_at = heap[0][0]
             await self._sleep_until(wake_at)
+
+    async def _refresh_shared_quota(self) -> None:
+        """Read what other processes spent of the day, before planning with it."""
+        refresh = self._refresh_quota
+        if refresh is None:
+            return
+        try:
+            await refresh()
+        except WMSPanelError as exc:
+            # Planning goes on with the count as last seen; each call's reservation
+            # reports its own failure in the snapshots.
+            logger.warning("could not read the day's calls from the ledger: %s", exc)
 
     def _tick(self, state: _TargetState, now: float) -> None:
         """Poll ``state``'s target for the tick due now, or count why not; plan its next."""
@@ -662,6 +681,21 @@ class _Poller:
             state.not_before = now + self._rng.random() * bound
 
     # -- errors --------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        """Run while the block lasts: poll (a subclass may do more, or other)."""
+        await self._run()
+
+    def _reset(self) -> None:
+        """Forget the requests of an earlier run, cancelled, before polling again."""
+        while True:
+            try:
+                state = self._dispatch_receive.receive_nowait()
+            except anyio.WouldBlock:
+                break
+            state.busy = state.busy_while_down = False
+        self._busy = self._busy_down = 0
+        self._respread = True
 
     async def _run(self) -> None:
         # Our tasks live in a task group of their own, so that a failure can stop them

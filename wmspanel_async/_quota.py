@@ -1,16 +1,32 @@
-"""The daily call ledger: WMSPanel allows a number of calls per account per UTC day."""
+"""The daily call ledger: where the day's calls are counted, in memory, in a file, or in Redis.
+
+WMSPanel allows an account a number of calls per UTC day. A client asks its ledger before
+each HTTP attempt (``reserve``): the ledger counts the call, or refuses it when the day's
+calls are spent, so that a refused call is never sent. ``status`` answers from what the
+ledger last saw, without I/O, for the poller's planning; ``refresh`` reads the shared count
+again, which the poller does at a bounded rate.
+"""
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
 
 from ._exceptions import ConfigurationError, QuotaExhaustedError
 from ._models import QuotaStatus
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 UTCClock = Callable[[], dt.datetime]
 
@@ -28,114 +44,246 @@ def next_utc_midnight(now: dt.datetime) -> dt.datetime:
     return dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
 
 
-class DailyQuota:
-    """Counts calls against a limit that resets at 00:00 UTC.
+def quota_status(used: int, limit: int, now: dt.datetime) -> QuotaStatus:
+    """Return the status of a day with ``used`` calls counted, at ``now``."""
+    return QuotaStatus(
+        used=used, remaining=max(limit - used, 0), limit=limit, resets_at=next_utc_midnight(now)
+    )
 
-    With a ``path``, the day's count survives restarts: it is read back when the quota is
-    created and written after every call, atomically (a temporary file renamed over the
-    old one), so a daemon restarted ten times a day cannot spend the budget ten times. One
-    process at a time should use a given file.
 
-    Args:
-        limit: Calls allowed per UTC day.
-        clock: Returns the current aware datetime; tests pass a fake one.
-        path: A file to keep the day's count in, or ``None`` to count in memory only. A
-            missing file starts the day at zero; so does an unreadable one, with a warning.
+def exhausted(limit: int, now: dt.datetime, where: str = "") -> QuotaExhaustedError:
+    """Return the error for a call refused because the day's ``limit`` is spent."""
+    resets_at = next_utc_midnight(now)
+    msg = (
+        f"the daily budget of {limit} calls is spent{where}; no request was sent. "
+        f"It resets at {resets_at:%Y-%m-%d %H:%M} UTC: poll less often, or raise "
+        "daily_limit if your account has bought more calls"
+    )
+    return QuotaExhaustedError(msg, resets_at=resets_at)
 
-    Raises:
-        ConfigurationError: ``path`` cannot be written.
+
+class Ledger(abc.ABC):
+    """Counts an account's calls of the UTC day, for every client that shares it.
+
+    Give one to :class:`WMSPanelClient` as ``ledger=``; the client calls these methods.
+    :class:`MemoryLedger` (the default) counts for one client, :class:`FileLedger` for the
+    processes of one machine, and ``wmspanel_async.redis.RedisLedger`` for processes
+    anywhere. Counts are kept per ``client_id``.
     """
 
-    def __init__(
-        self, limit: int, clock: UTCClock = utc_now, path: str | os.PathLike[str] | None = None
-    ) -> None:
-        self.limit = limit
-        self._clock = clock
-        self._day = clock().astimezone(dt.timezone.utc).date()
-        self._used = 0
-        self.path = None if path is None else Path(path)
+    @abc.abstractmethod
+    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        """Count one call of ``client_id``, or refuse it when the day's ``limit`` is spent.
+
+        Args:
+            client_id: The account.
+            limit: Calls allowed per UTC day.
+            now: The client's clock; a shared ledger may use a clock of its own.
+
+        Returns:
+            The day's status after counting it.
+
+        Raises:
+            QuotaExhaustedError: No call is left today; nothing was counted.
+        """
+
+    @abc.abstractmethod
+    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        """Return the day's status as this ledger last saw it, without I/O."""
+
+    async def refresh(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        """Read the day's count again, as other processes left it, and return the status.
+
+        A ledger that only this process writes has nothing to read: the default returns
+        :meth:`status`.
+        """
+        return self.status(client_id, limit, now)
+
+    async def aclose(self) -> None:  # noqa: B027 - most ledgers hold nothing to close
+        """Release what the ledger holds (connections)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _DayCount:
+    """One account's count of one UTC day."""
+
+    __slots__ = ("day", "used")
+
+    def __init__(self, day: dt.date, used: int = 0) -> None:
+        self.day = day
+        self.used = used
+
+    def roll_over(self, now: dt.datetime) -> None:
+        today = now.astimezone(dt.timezone.utc).date()
+        if today != self.day:
+            self.day, self.used = today, 0
+
+
+class MemoryLedger(Ledger):
+    """Counts in this process's memory: the default, for a client that is alone on its account."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, _DayCount] = {}
+
+    def _count(self, client_id: str, now: dt.datetime) -> _DayCount:
+        count = self._counts.get(client_id)
+        if count is None:
+            count = self._counts[client_id] = _DayCount(now.astimezone(dt.timezone.utc).date())
+        count.roll_over(now)
+        return count
+
+    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        count = self._count(client_id, now)
+        if count.used >= limit:
+            raise exhausted(limit, now)
+        count.used += 1
+        return quota_status(count.used, limit, now)
+
+    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        return quota_status(self._count(client_id, now).used, limit, now)
+
+
+class FileLedger(Ledger):
+    """Counts in a file that the processes of one machine share, under an OS file lock.
+
+    Each call reads, counts and writes the file under an exclusive lock (``flock`` on a
+    ``.lock`` file beside it), in a worker thread, so that the event loop never waits for
+    the disk and no two processes can both take the last call. The count is written (to a
+    temporary file renamed over the old one) before the request is sent: a process that
+    crashes loses nothing; a machine that loses power may lose the calls of the last
+    seconds that the OS had not written to the disk yet.
+
+    Args:
+        path: The file. A missing file starts the day at zero; so does an unreadable one,
+            with a warning.
+
+    Raises:
+        ConfigurationError: The file or its lock cannot be written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path: Path = Path(path)
+        self._lock_path = self.path.with_name(f"{self.path.name}.lock")
+        self._seen: dict[str, _DayCount] = {}
         self._save_failed = False
-        if self.path is not None:
-            self._used = self._load(self.path)
-            try:
-                self._write(self.path)
-            except OSError as exc:
-                msg = f"cannot write the quota file {str(self.path)!r}: {exc.strerror or exc}"
-                raise ConfigurationError(msg) from exc
-
-    def _load(self, path: Path) -> int:
         try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return 0
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring the unreadable quota file %r (%s)", str(path), exc)
-            return 0
-        if not (
-            isinstance(saved, dict)
-            and isinstance(saved.get("used"), int)
-            and isinstance(saved.get("day"), str)
-        ):
-            logger.warning("ignoring the quota file %r: not a day's count", str(path))
-            return 0
-        return max(saved["used"], 0) if saved["day"] == self._day.isoformat() else 0
-
-    def _write(self, path: Path) -> None:
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(
-                json.dumps({"day": self._day.isoformat(), "used": self._used}), encoding="utf-8"
-            )
-            os.replace(temporary, path)
-        except OSError:
-            temporary.unlink(missing_ok=True)
-            raise
-
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            self._write(self.path)
+            self._lock_path.touch(exist_ok=True)
         except OSError as exc:
-            # Counting goes on in memory: a full disk must not stop the calls themselves.
+            msg = f"cannot write the quota file {str(self.path)!r}: {exc.strerror or exc}"
+            raise ConfigurationError(msg) from exc
+
+    def __repr__(self) -> str:
+        return f"<FileLedger {str(self.path)!r}>"
+
+    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        used = await anyio.to_thread.run_sync(self._locked, self._take, client_id, limit, now)
+        return quota_status(used, limit, now)
+
+    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        count = self._seen.get(client_id)
+        if count is None:
+            return quota_status(0, limit, now)
+        count.roll_over(now)
+        return quota_status(count.used, limit, now)
+
+    async def refresh(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        used = await anyio.to_thread.run_sync(self._locked, self._read, client_id, limit, now)
+        return quota_status(used, limit, now)
+
+    # -- in the worker thread, under the lock ------------------------------------------------
+
+    def _locked(
+        self,
+        action: Callable[[str, int, dt.datetime], int],
+        client_id: str,
+        limit: int,
+        now: dt.datetime,
+    ) -> int:
+        with self._lock_path.open("a") as lock:
+            _lock(lock.fileno())
+            try:
+                return action(client_id, limit, now)
+            finally:
+                _unlock(lock.fileno())
+
+    def _read(self, client_id: str, limit: int, now: dt.datetime) -> int:
+        day = now.astimezone(dt.timezone.utc).date()
+        used = self._load().get(day.isoformat(), {}).get(client_id, 0)
+        self._seen[client_id] = _DayCount(day, used)
+        return used
+
+    def _take(self, client_id: str, limit: int, now: dt.datetime) -> int:
+        today = now.astimezone(dt.timezone.utc).date()
+        day = today.isoformat()
+        days = self._load()
+        counts = days.get(day, {})
+        used = counts.get(client_id, 0)
+        seen = self._seen.get(client_id)
+        if seen is not None and seen.day == today:
+            # Never below what this process counted: the file may have failed to save.
+            used = max(used, seen.used)
+        if used >= limit:
+            self._seen[client_id] = _DayCount(today, used)
+            raise exhausted(limit, now)
+        counts[client_id] = used = used + 1
+        self._save({day: counts})  # older days are dropped
+        self._seen[client_id] = _DayCount(today, used)
+        return used
+
+    def _load(self) -> dict[str, dict[str, int]]:
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring the unreadable quota file %r (%s)", str(self.path), exc)
+            return {}
+        days = saved.get("days") if isinstance(saved, dict) else None
+        if not isinstance(days, dict):
+            logger.warning("ignoring the quota file %r: not a day's count", str(self.path))
+            return {}
+        return {
+            day: {key: used for key, used in counts.items() if isinstance(used, int) and used > 0}
+            for day, counts in days.items()
+            if isinstance(day, str) and isinstance(counts, dict)
+        }
+
+    def _save(self, days: dict[str, dict[str, int]]) -> None:
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(json.dumps({"days": days}), encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            # Counting goes on in this process: a full disk must not stop the calls.
             if not self._save_failed:
                 logger.warning("cannot save the quota file %r (%s)", str(self.path), exc)
             self._save_failed = True
         else:
             self._save_failed = False
 
-    def _roll_over(self) -> dt.datetime:
-        now = self._clock()
-        today = now.astimezone(dt.timezone.utc).date()
-        if today != self._day:
-            self._day, self._used = today, 0
-            self._save()
-        return now
 
-    def status(self) -> QuotaStatus:
-        """Return the budget of the current UTC day."""
-        now = self._roll_over()
-        return QuotaStatus(
-            used=self._used,
-            remaining=max(self.limit - self._used, 0),
-            limit=self.limit,
-            resets_at=next_utc_midnight(now),
-        )
+if sys.platform == "win32":  # pragma: no cover - the suite runs on Linux
+    import msvcrt
 
-    def spend(self) -> None:
-        """Count one call, or refuse it when the day's budget is spent.
+    def _lock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
 
-        Raises:
-            QuotaExhaustedError: No call is left today; nothing was counted.
-        """
-        now = self._roll_over()
-        if self._used >= self.limit:
-            resets_at = next_utc_midnight(now)
-            msg = (
-                f"the daily budget of {self.limit} calls is spent; no request was sent. "
-                f"It resets at {resets_at:%Y-%m-%d %H:%M} UTC: poll less often, or raise "
-                "daily_limit if your account has bought more calls"
-            )
-            raise QuotaExhaustedError(msg, resets_at=resets_at)
-        self._used += 1
-        self._save()
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -49,8 +49,12 @@ def named_transport(name: str, *, max_connections: int) -> httpx.AsyncBaseTransp
     raise ConfigurationError(msg)
 
 
-def require_asyncio() -> None:
+def require_asyncio(what: str = 'transport="aiohttp"', instead: str = "") -> None:
     """Raise unless the event loop running this code, if any, is asyncio's.
+
+    Args:
+        what: What needs asyncio, for the message.
+        instead: What to use on another event loop, for the message.
 
     Raises:
         ConfigurationError: Another event loop (trio's) runs this code.
@@ -64,10 +68,8 @@ def require_asyncio() -> None:
     except sniffio.AsyncLibraryNotFoundError:  # outside any event loop: checked at first use
         return
     if library != "asyncio":
-        msg = (
-            f'transport="aiohttp" runs on asyncio only, and this is {library}: use the '
-            "default transport (httpx) here, or run on asyncio"
-        )
+        instead = instead or "use the default transport (httpx) here"
+        msg = f"{what} runs on asyncio only, and this is {library}: {instead}, or run on asyncio"
         raise ConfigurationError(msg)
 
 

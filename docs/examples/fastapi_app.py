@@ -1,68 +1,118 @@
-"""Live viewer counts in a FastAPI backend: one client and one poller per process.
+"""Live viewer counts in a FastAPI backend: one poller per process, any number of readers.
 
-Run it with ``uvicorn fastapi_app:app``, with the credentials in ``WMSPANEL_CLIENT_ID`` and
-``WMSPANEL_API_KEY``. ``GET /viewers`` lists every data slice's latest figures, and
-``GET /viewers/{slice_id}`` one slice's; neither calls the API: they read what the poller
-fetched last.
+Run it with ``uvicorn fastapi_app:app --timeout-graceful-shutdown 5`` and open
+http://127.0.0.1:8000/. With ``WMSPANEL_CLIENT_ID`` and ``WMSPANEL_API_KEY`` set it shows
+your account; without them, a simulated one (in process, nothing to configure).
+
+- ``GET /``: the live page, each slice's viewers, bandwidth and trend, updated as they come.
+- ``GET /api/slices``: every data slice's latest figures; ``GET /api/slices/{id}``: one's.
+- ``GET /events``: the same figures as Server-Sent Events, one event per new snapshot.
+
+No request calls the API: the endpoints read what ``client.keep_fresh()`` polled last.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Callable
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-import anyio
+import fastapi
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from wmspanel_async import Snapshot, Target, WMSPanelClient
+from wmspanel_async import DataSlice, FreshSnapshots, Snapshot, Target, WMSPanelClient
+from wmspanel_async.testing import Simulator
 
-#: Seconds between two polls of a slice: 10 slices every 60 s make 14,400 calls a day, just
-#: within WMSPanel's 15,000 (the poller polls less often, and logs it, if they would not fit).
+logger = logging.getLogger("fastapi_app")
+
+#: Seconds between two polls of a slice of a real account: 10 slices every 60 s make 14,400
+#: calls a day, just within WMSPanel's 15,000 (the poller polls less often, and logs it, if
+#: the calls would not last the day).
 INTERVAL = 60.0
+#: The same for the simulated account, whose million calls a day allow a lively page.
+SIMULATED_INTERVAL = 1.0
+#: How long a browser waits before it reconnects a broken event stream, in milliseconds.
+RECONNECT_MS = 2000
+
+PAGE = Path(__file__).with_name("fastapi_page.html").read_text(encoding="utf-8")
+#: WMSPanel's ids; a path with anything else is refused (422) before it is looked up.
+SliceId = Annotated[str, fastapi.Path(pattern=r"^[0-9a-f]{24}$")]
 
 
-@dataclasses.dataclass
 class Board:
-    """The latest figures of each data slice, as the poller hands them over."""
+    """What the endpoints read: the account's slices, and the poller that keeps them fresh."""
 
-    names: dict[str, str]
-    figures: dict[str, Snapshot] = dataclasses.field(default_factory=dict)
-    errors: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def take(self, snapshot: Snapshot) -> None:
-        """Keep a slice's figures, or note why its last poll failed (keeping its figures)."""
-        slice_id = snapshot.target.data_slice
-        if snapshot.error is None:
-            self.figures[slice_id] = snapshot
-            self.errors.pop(slice_id, None)
-        else:
-            self.errors[slice_id] = type(snapshot.error).__name__
+    def __init__(self, fresh: FreshSnapshots, slices: list[DataSlice]) -> None:
+        self.fresh = fresh
+        self.names = {data_slice.id: data_slice.name for data_slice in slices}
 
     def row(self, slice_id: str) -> dict[str, Any]:
-        """Return what the API shows of one slice."""
-        snapshot = self.figures.get(slice_id)
-        stats = snapshot.stats if snapshot is not None else None
+        """Return a slice's latest figures, from memory.
+
+        Raises:
+            HTTPException: 404, the account has no such slice.
+        """
+        if slice_id not in self.names:
+            raise HTTPException(status_code=404, detail=f"no data slice {slice_id} here")
+        target = Target(slice_id)
+        return self.describe(target, self.fresh.get(target))
+
+    def describe(self, target: Target, latest: Snapshot | None) -> dict[str, Any]:
+        """Return what the page shows of a target, given its latest snapshot (None before).
+
+        A failed poll keeps the last figures on show, with the error's type beside them.
+        """
+        ok = latest is not None and latest.error is None
+        figures = latest if ok else self.fresh.last_success(target)
+        stats = figures.stats if figures is not None else None
+        error = latest.error if latest is not None else None
         return {
-            "id": slice_id,
-            "name": self.names[slice_id],
+            "id": target.data_slice,
+            "name": self.names[target.data_slice],
             "connected": stats.connected if stats is not None else None,
             "bandwidth": stats.bandwidth if stats is not None else None,
-            "as_of": snapshot.fetched_at.isoformat() if snapshot is not None else None,
-            "error": self.errors.get(slice_id),
+            "countries": [[geo.country, geo.connected] for geo in stats.geo[:3]] if stats else [],
+            "as_of": figures.fetched_at.isoformat() if figures is not None else None,
+            # The type only: the messages name the account's client id, for your logs (the
+            # poller logs them), not for a public page.
+            "error": type(error).__name__ if error is not None else None,
         }
 
+    async def events(self) -> AsyncGenerator[str, None]:
+        """Yield Server-Sent Events: the latest figures of each slice, then each new one."""
+        yield f"retry: {RECONNECT_MS}\n\n"
+        # One subscription per browser, with a bounded buffer of its own: a slow browser
+        # loses its oldest snapshots, and never slows the poller or the other browsers.
+        # Iteration ends when the app shuts down (its keep_fresh() block is left).
+        async with self.fresh.subscribe() as snapshots:
+            async for snapshot in snapshots:
+                yield f"data: {json.dumps(self.describe(snapshot.target, snapshot))}\n\n"
 
-async def keep_fresh(
-    client: WMSPanelClient, targets: list[Target], board: Board, interval: float
-) -> None:
-    """Poll ``targets`` until cancelled, handing every snapshot to ``board``."""
-    # A 403 (a revoked key, a new server IP) must not take the web app down: it shows as
-    # each slice's error, and the poller logs it once as a WARNING.
-    async with client.poll(targets, interval=interval, raise_on_auth_error=False) as snapshots:
-        async for snapshot in snapshots:
-            board.take(snapshot)
+
+class EventStream(StreamingResponse):
+    """A ``text/event-stream`` response that closes its events' generator when it ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncGenerator[str, None]) -> None:
+        # no-transform: proxies must pass each event on at once, not gzip or buffer them.
+        super().__init__(events, headers={"Cache-Control": "no-cache, no-transform"})
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the events until the browser leaves or the stream ends."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A browser that leaves while an event is being written leaves the generator
+            # paused at its yield: close it now, so that its subscription ends now.
+            await self._events.aclose()
 
 
 def create_app(
@@ -78,33 +128,45 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Made here, not at import: a client belongs to the event loop that runs the app.
-        async with make_client() as client, anyio.create_task_group() as task_group:
+        async with make_client() as client:
             slices = await client.data_slices()
-            board = Board(names={data_slice.id: data_slice.name for data_slice in slices})
             targets = [Target(data_slice) for data_slice in slices]
-            # One round now, so that the first page shows figures, then the poller.
-            for snapshot in await client.realtime_many(targets):
-                board.take(snapshot)
-            app.state.board = board
-            task_group.start_soon(keep_fresh, client, targets, board, interval)
-            yield
-            task_group.cancel_scope.cancel()
+            # A refused key (403) shows as each slice's error, and the page keeps its last
+            # figures while someone fixes the key (keep_fresh's raise_on_auth_error=False).
+            async with client.keep_fresh(targets, interval=interval) as fresh:
+                app.state.board = Board(fresh, slices)
+                yield
 
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(title="Live viewers", lifespan=lifespan)
 
-    @app.get("/viewers")
-    async def viewers(request: Request) -> list[dict[str, Any]]:
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE
+
+    @app.get("/api/slices")
+    async def every_slice(request: Request) -> list[dict[str, Any]]:
         board: Board = request.app.state.board
         return [board.row(slice_id) for slice_id in board.names]
 
-    @app.get("/viewers/{slice_id}")
-    async def viewers_of(slice_id: str, request: Request) -> dict[str, Any]:
+    @app.get("/api/slices/{slice_id}")
+    async def one_slice(request: Request, slice_id: SliceId) -> dict[str, Any]:
         board: Board = request.app.state.board
-        if slice_id not in board.names:
-            raise HTTPException(status_code=404, detail=f"no data slice {slice_id}")
         return board.row(slice_id)
+
+    @app.get("/events")
+    async def events(request: Request) -> EventStream:
+        board: Board = request.app.state.board
+        return EventStream(board.events())
 
     return app
 
 
-app = create_app()
+def from_environment() -> tuple[Callable[[], WMSPanelClient], float]:
+    """Return how to make the client, and the interval: for your account, or a simulated one."""
+    if os.environ.get("WMSPANEL_CLIENT_ID") or os.environ.get("WMSPANEL_API_KEY"):
+        return WMSPanelClient, INTERVAL  # it says so if one of the two is missing
+    logger.warning("WMSPANEL_CLIENT_ID and WMSPANEL_API_KEY are not set: simulating an account")
+    return Simulator.demo().client, SIMULATED_INTERVAL
+
+
+app = create_app(*from_environment())

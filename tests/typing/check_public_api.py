@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import anyio
 import httpx
 
 from wmspanel_async import (
@@ -22,6 +23,8 @@ from wmspanel_async import (
     WMSPanelClient,
     WMSPanelError,
 )
+from wmspanel_async.prometheus import WMSPanelCollector, metrics_app
+from wmspanel_async.redis import RedisLedger, RedisShare
 
 
 async def show_everything() -> None:
@@ -50,27 +53,46 @@ async def show_everything() -> None:
             await client.realtime("id", max_age=10.0)
         except WMSPanelError as error:
             message: str = str(error)
-        fresh: FreshSnapshots
-        async with client.keep_fresh([Target("id")], interval=10.0, max_targets=50) as fresh:
-            latest: Snapshot | None = fresh.get(Target("id"))
-            good: Snapshot | None = fresh.last_success(Target("id"))
-            waited: Snapshot = await fresh.wait(Target("id"), newer_than=latest)
-            try:
-                fresh.watch(Target("other"), interval=30.0)
-            except TargetLimitError as full:
-                limit: int = full.limit
-            except TargetNotWatchedError as unknown:
-                asked: object = unknown.target
-            subscription: Subscription
-            async with fresh.subscribe([Target("id")], buffer=8) as subscription:
-                async for _ in subscription:
-                    dropped: int = subscription.dropped
-            fresh_stats: FreshStats = fresh.stats
-            readers: int = fresh_stats.reads + fresh_stats.subscribers
-            fresh.unwatch(Target("other"))
     async with WMSPanelClient(transport="aiohttp", max_connections=100) as fast:
         await fast.realtime("id")
     async with WMSPanelClient(transport="httpx") as default:
         await default.realtime("id")
     async with WMSPanelClient(transport=httpx.AsyncHTTPTransport(retries=1)) as custom:
         await custom.realtime("id")
+
+
+async def show_many_readers(client: WMSPanelClient) -> None:
+    fresh: FreshSnapshots
+    async with client.keep_fresh([Target("id")], interval=10.0, max_targets=50) as fresh:
+        latest: Snapshot | None = fresh.get(Target("id"))
+        good: Snapshot | None = fresh.last_success(Target("id"))
+        waited: Snapshot = await fresh.wait(Target("id"), newer_than=latest)
+        try:
+            fresh.watch(Target("other"), interval=30.0)
+        except TargetLimitError as full:
+            limit: int = full.limit
+        except TargetNotWatchedError as unknown:
+            asked: object = unknown.target
+        subscription: Subscription
+        async with fresh.subscribe([Target("id")], buffer=8) as subscription:
+            async for _ in subscription:
+                dropped: int = subscription.dropped
+        fresh_stats: FreshStats = fresh.stats
+        readers: int = fresh_stats.reads + fresh_stats.subscribers
+        fresh.unwatch(Target("other"))
+        collector = WMSPanelCollector(fresh, slice_names={"id": "Sports"})
+        text: str = collector.exposition()
+        app = metrics_app(collector)
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(collector.run)
+
+
+async def show_sharing() -> None:
+    async with (
+        RedisLedger.from_url("redis://localhost:6379/0") as ledger,
+        RedisShare.from_url("redis://localhost:6379/0", lease=5.0) as share,
+        WMSPanelClient(ledger=ledger, daily_limit=15_000) as shared,
+        shared.keep_fresh([Target("id")], share=share) as one_for_all,
+    ):
+        leading: bool = one_for_all.stats.leading
+        counted: QuotaStatus = await shared.refresh_quota()

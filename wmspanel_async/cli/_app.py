@@ -26,7 +26,10 @@ from wmspanel_async import (
     AuthenticationError,
     ConfigurationError,
     DataSlice,
+    FileLedger,
     InternalError,
+    Ledger,
+    RedisUnavailableError,
     SnapshotStream,
     Target,
     WMSPanelClient,
@@ -39,6 +42,8 @@ from wmspanel_async._redact import Redactor
 from wmspanel_async._transport import TRANSPORT_NAMES
 from wmspanel_async.testing import Account, Simulator, serve
 
+from ._exporter import add_arguments as add_exporter_arguments
+from ._exporter import run as run_exporter
 from ._view import (
     WatchView,
     plain_line,
@@ -77,7 +82,8 @@ EXIT_CODES = {
     EXIT_INTERNAL: "a bug of wmspanel-async (please report it)",
     EXIT_USAGE: "bad arguments, or missing or unusable settings",
     EXIT_AUTH: "the API refused the credentials (wrong client id or key, or IP not whitelisted)",
-    EXIT_NETWORK: "no answer: network failure or timeout (or a port that cannot be bound)",
+    EXIT_NETWORK: "no answer: network failure, timeout or Redis down (or a port that cannot be "
+    "bound)",
     EXIT_API: "the API answered with an error, or the daily call limit is spent",
 }
 
@@ -118,31 +124,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of the ``wmspanel-async`` command and its subcommands."""
-    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
-    parser = _Parser(
-        prog=PROG,
-        description="Realtime figures of WMSPanel, and a simulator of its API to try them on.",
-        epilog=(
-            "Credentials come from WMSPANEL_CLIENT_ID and WMSPANEL_API_KEY (or --client-id and "
-            "--api-key-file); WMSPANEL_BASE_URL or --base-url points at a proxy or simulator.\n\n"
-            f"exit codes:\n{codes}"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    backend_help = "the event loop to run on (default: asyncio; trio must be installed)"
-    parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help=backend_help)
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-
-    # Every command takes --backend too, after its name; it only overrides the value given
-    # before the name if it is given.
-    backend = _Parser(add_help=False)
-    backend.add_argument(
-        "--backend", choices=BACKENDS, default=argparse.SUPPRESS, help=backend_help
-    )
-
+def _api_options() -> _Parser:
+    """Return the options of every command that calls the API, as a parent parser."""
     api = _Parser(add_help=False)
     group = api.add_argument_group("connection")
     group.add_argument(
@@ -183,12 +166,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="calls the account may make per UTC day (default: %(default)s; more can be bought)",
     )
     group.add_argument(
+        "--ledger",
+        metavar="WHERE",
+        help="count the day's calls with other processes of the account: in Redis "
+        "(redis://HOST:PORT/DB; pip install 'wmspanel-async[redis]') or in a file shared by "
+        "this machine's processes (a path) (default: the WMSPANEL_LEDGER_URL variable, else "
+        "in memory)",
+    )
+    group.add_argument(
         "--transport",
         choices=TRANSPORT_NAMES,
         default="httpx",
         help="what sends the requests: httpx (default), or aiohttp, far lighter on CPU "
         "(asyncio only; needs pip install 'wmspanel-async[aiohttp]')",
     )
+    return api
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``wmspanel-async`` command and its subcommands."""
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(
+        prog=PROG,
+        description="Realtime figures of WMSPanel, and a simulator of its API to try them on.",
+        epilog=(
+            "Credentials come from WMSPANEL_CLIENT_ID and WMSPANEL_API_KEY (or --client-id and "
+            "--api-key-file); WMSPANEL_BASE_URL or --base-url points at a proxy or simulator.\n\n"
+            f"exit codes:\n{codes}"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    backend_help = "the event loop to run on (default: asyncio; trio must be installed)"
+    parser.add_argument("--backend", choices=BACKENDS, default="asyncio", help=backend_help)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    # Every command takes --backend too, after its name; it only overrides the value given
+    # before the name if it is given.
+    backend = _Parser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=BACKENDS, default=argparse.SUPPRESS, help=backend_help
+    )
+
+    api = _api_options()
 
     json_flag = _Parser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print JSON, one object a line")
@@ -326,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="picks the simulated account and its figures (default: %(default)s)",
     )
     demo.set_defaults(run=_demo)
+
+    exporter = commands.add_parser(
+        "exporter",
+        parents=[backend, api],
+        help="serve the figures to Prometheus, polled within the daily calls",
+        description=(
+            "Serve realtime figures on /metrics for Prometheus: one poller fetches them in the "
+            "background, within the account's daily calls, and a scrape never calls the API."
+        ),
+    )
+    add_exporter_arguments(
+        exporter, seconds=_positive, stream_help=STREAM_HELP, server_help=SERVER_HELP
+    )
+    exporter.set_defaults(run=_exporter)
     return parser
 
 
@@ -383,7 +417,29 @@ def _client(args: argparse.Namespace) -> WMSPanelClient:
         timeout=args.timeout,
         daily_limit=args.daily_limit,
         transport=args.transport,
+        ledger=_ledger(args),
     )
+
+
+#: The ledgers this run opened, closed when the command ends.
+_ledgers: list[Ledger] = []
+
+#: What a Redis URL starts with, as redis-py reads them.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _ledger(args: argparse.Namespace) -> Ledger | None:
+    where: str | None = args.ledger or os.environ.get("WMSPANEL_LEDGER_URL") or None
+    if where is None:
+        return None
+    if where.startswith(_REDIS_SCHEMES):
+        from wmspanel_async.redis import RedisLedger  # noqa: PLC0415 - the redis extra
+
+        ledger: Ledger = RedisLedger.from_url(where)
+    else:
+        ledger = FileLedger(where)
+    _ledgers.append(ledger)
+    return ledger
 
 
 # Output --------------------------------------------------------------------------------------
@@ -561,6 +617,10 @@ async def _live_view(console: Console, view: WatchView, stream: SnapshotStream) 
             task_group.cancel_scope.cancel()  # pragma: no cover - the stream never ends
 
 
+async def _exporter(args: argparse.Namespace) -> None:
+    await run_exporter(args, lambda: _client(args))
+
+
 async def _simulator(args: argparse.Namespace) -> None:
     try:
         account = Account.generate(args.seed, daily_limit=args.daily_limit)
@@ -635,11 +695,16 @@ async def _run(
 ) -> int:
     """Run ``command`` until it ends, ``--duration`` passes, or SIGINT or SIGTERM comes."""
     duration: float | None = getattr(args, "duration", None)
-    with anyio.move_on_after(duration):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(_stop_on_signals, task_group.cancel_scope)
-            await command(args)
-            task_group.cancel_scope.cancel()
+    try:
+        with anyio.move_on_after(duration):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(_stop_on_signals, task_group.cancel_scope)
+                await command(args)
+                task_group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            while _ledgers:
+                await _ledgers.pop().aclose()
     return EXIT_OK
 
 
@@ -658,7 +723,7 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_AUTH
     if isinstance(exc, InternalError):
         return EXIT_INTERNAL
-    if isinstance(exc, APIConnectionError):
+    if isinstance(exc, APIConnectionError | RedisUnavailableError):
         return EXIT_NETWORK
     if isinstance(exc, WMSPanelError):
         return EXIT_API

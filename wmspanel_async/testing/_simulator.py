@@ -25,6 +25,7 @@ import anyio
 import attrs
 import httpx
 
+from .._http_server import answer_lifespan
 from .._models import DataSlice, Target
 from .._quota import UTCClock, next_utc_midnight
 from ._accounts import Account, APIKey, Slice
@@ -312,7 +313,7 @@ class Simulator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one ASGI connection (``http``; ``lifespan`` is acknowledged)."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -516,16 +517,6 @@ async def _respond(
         await send({"type": "http.response.body", "body": body})
     else:
         await send({"type": "http.response.body", "body": body[:cut], "more_body": True})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):

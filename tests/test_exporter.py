@@ -1,0 +1,142 @@
+"""The exporter's web side over a real socket: its pages, and the limits of its HTTP server.
+
+The exporter runs in process (``serve_exporter`` inside ``keep_fresh()``, as the command
+runs it) on a free loopback port, on asyncio and on trio; httpx and raw TCP talk to it.
+"""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from wmspanel_async import Target
+from wmspanel_async._exporter import exporter_app, serve_exporter
+from wmspanel_async._http_server import MAX_REQUEST_BODY, send_text, serve_asgi
+from wmspanel_async.prometheus import WMSPanelCollector
+from wmspanel_async.testing import Simulator
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 10.0
+
+
+async def test_pages_of_the_exporter() -> None:
+    """/metrics has the figures, / links to it, /healthz says polling; no key anywhere."""
+    simulator = Simulator.demo(seed=3)
+    account = simulator.account
+    target = Target(account.slices[1].id)
+    names = {data_slice.id: data_slice.name for data_slice in account.slices}
+    async with (
+        simulator.client() as client,
+        client.keep_fresh([target], interval=0.2) as fresh,
+    ):
+        await fresh.wait(target)
+        async with serve_exporter(fresh, host="127.0.0.1", port=0, slice_names=names) as address:
+            base_url = f"http://127.0.0.1:{address[1]}"
+            async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+                page, health, metrics = [
+                    await http.get(path) for path in ("/", "/healthz", "/metrics")
+                ]
+                missing, posted = await http.get("/nope"), await http.post("/healthz")
+    assert address[0] == "127.0.0.1"
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<a href="metrics">' in page.text
+    assert (health.status_code, health.text) == (200, "ok: polling\n")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-encoding"] == "gzip"  # httpx asks for it
+    assert metrics.headers["server"].startswith("wmspanel-async-exporter/")
+    assert f'wmspanel_connected{{data_slice="{target.data_slice}",stream="",server=""}} ' in (
+        metrics.text
+    )
+    assert 'wmspanel_data_slice_info{data_slice="' in metrics.text
+    assert "wmspanel_poll_duration_seconds_count " in metrics.text  # the collector runs
+    assert missing.status_code == 404
+    assert (posted.status_code, posted.headers["allow"]) == (405, "GET")
+    for answer in (page, health, metrics):
+        assert account.api_key not in answer.text
+        assert account.client_id not in answer.text
+
+
+async def test_healthz_is_503_when_not_polling() -> None:
+    """An orchestrator sees 503 while the exporter starts or stops."""
+    simulator = Simulator()
+    async with simulator.client() as client:
+        collector = WMSPanelCollector(client.keep_fresh(interval=30))
+        app = exporter_app(collector, healthy=lambda: False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as http:
+            answer = await http.get("/healthz")
+    assert (answer.status_code, answer.text) == (503, "not polling\n")
+
+
+async def hello(scope: dict[str, object], receive: object, send: object) -> None:
+    await send_text(send, 200, "hello\n")  # type: ignore[arg-type]
+
+
+async def request(stream: anyio.abc.SocketStream, data: bytes) -> bytes:
+    """Send ``data`` and return the whole answer that comes back (it has a content-length)."""
+    await stream.send(data)
+    received = b""
+    with anyio.fail_after(TIMEOUT):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive()
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += await stream.receive()
+    return head + b"\r\n\r\n" + body
+
+
+async def closed_by_server(stream: anyio.abc.SocketStream) -> bool:
+    """Wait for the server to close the connection; return whether it did in time."""
+    with anyio.move_on_after(TIMEOUT):
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return True
+    return False
+
+
+GET = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
+    """A client that sends nothing (or stops half-way) does not hold a connection forever."""
+    async with serve_asgi(
+        hello, host="127.0.0.1", port=0, server_header=b"test", idle_timeout=0.2
+    ) as (host, port):
+        async with await anyio.connect_tcp(host, port) as quiet:
+            assert await closed_by_server(quiet)
+        async with await anyio.connect_tcp(host, port) as slow:
+            await slow.send(b"GET / HTTP/1.1\r\nhost: te")
+            assert await closed_by_server(slow)
+        async with await anyio.connect_tcp(host, port) as served:
+            assert (await request(served, GET)).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once() -> None:
+    """With one connection allowed, a second is closed unanswered; the first is served."""
+    async with serve_asgi(
+        hello, host="127.0.0.1", port=0, server_header=b"test", max_connections=1
+    ) as (host, port):
+        async with await anyio.connect_tcp(host, port) as first:
+            assert (await request(first, GET)).endswith(b"hello\n")  # its handler is running
+            async with await anyio.connect_tcp(host, port) as second:
+                assert await closed_by_server(second)
+            assert (await request(first, GET)).endswith(b"hello\n")
+        async with await anyio.connect_tcp(host, port) as third:  # the first one left
+            assert (await request(third, GET)).endswith(b"hello\n")
+
+
+async def test_a_request_body_over_the_limit_is_refused_with_413() -> None:
+    """Bodies above 1 MiB are not read into memory."""
+    async with serve_asgi(hello, host="127.0.0.1", port=0, server_header=b"test") as address:
+        async with await anyio.connect_tcp(*address) as stream:
+            size = 2 * MAX_REQUEST_BODY
+            head = f"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: {size}\r\n\r\n".encode()
+            answer = await request(stream, head + b"x" * (MAX_REQUEST_BODY + 1))
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in answer

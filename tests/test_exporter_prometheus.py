@@ -1,0 +1,241 @@
+"""The exporter with the real Prometheus tools: promtool's checks, and a Prometheus server.
+
+Debian's ``prometheus`` package provides both (``.ci/run`` installs it). Without them these
+tests skip, unless the ``CI`` variable is set: there a missing tool is a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+import pytest
+
+from wmspanel_async import RealtimeStats, Target
+from wmspanel_async._exporter import serve_exporter
+from wmspanel_async.prometheus import WMSPanelCollector
+from wmspanel_async.testing import Account, Simulator
+
+EXAMPLES = Path(__file__).parent.parent / "docs" / "examples"
+FROZEN = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+#: Seconds to wait for Prometheus to start, and for it to have scraped what a test needs.
+DEADLINE = 20.0
+
+
+def tool(name: str) -> str:
+    """Return the path of a Prometheus tool; skip without it, or fail when CI is set."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def frozen_simulator() -> Simulator:
+    """The demo account without latency, its figures those of one moment."""
+    return Simulator([Account.generate(0, daily_limit=10**6)], clock=lambda: FROZEN)
+
+
+def sample_targets(simulator: Simulator) -> list[Target]:
+    """A slice, a stream of it and a server of it."""
+    account = simulator.account
+    whole = account.slices[0].id
+    return [
+        Target(whole),
+        Target(whole, stream=account.streams[1].id),
+        Target(whole, server=account.servers[2].id),
+    ]
+
+
+# -- promtool ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_promtool_accepts_the_exposition() -> None:
+    """promtool check metrics finds nothing to say about a scrape of real figures."""
+    promtool = tool("promtool")
+    simulator = frozen_simulator()
+    targets = sample_targets(simulator)
+    names = {s.id: f'{s.name} "quoted"\\ and\nnewline' for s in simulator.account.slices}
+    async with (
+        simulator.client(daily_limit=10**6) as client,
+        client.keep_fresh(targets, interval=0.5) as fresh,
+        anyio.create_task_group() as task_group,
+    ):
+        collector = WMSPanelCollector(fresh, slice_names=names)
+        await task_group.start(collector.run)
+        for target in targets:
+            await fresh.wait(target)
+        text = collector.exposition()
+        task_group.cancel_scope.cancel()
+    checked = await anyio.run_process(
+        [promtool, "check", "metrics"], input=text.encode(), check=False
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, b"", b"")
+    assert "wmspanel_country_connected{" in text
+
+
+def test_the_example_alert_rules_pass_promtool() -> None:
+    """docs/examples/alerts.yml is valid, and its unit tests pass."""
+    promtool = tool("promtool")
+    for command in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        checked = subprocess.run(  # noqa: S603 - promtool on our example files
+            [promtool, *command], cwd=EXAMPLES, capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "SUCCESS" in checked.stdout
+
+
+# -- a Prometheus server -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@attrs.frozen
+class Prometheus:
+    """A Prometheus server on loopback that scrapes ``exporter_port`` every second."""
+
+    url: str
+    exporter_port: int
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Start Prometheus in a temporary directory; stop it after the module's tests."""
+    binary = tool("prometheus")
+    home = tmp_path_factory.mktemp("prometheus")
+    exporter_port, port = free_port(), free_port()
+    config = home / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: wmspanel\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{exporter_port}']\n"
+    )
+    log = (home / "prometheus.log").open("w")
+    process = subprocess.Popen(  # noqa: S603 - Debian's prometheus, on our temporary files
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            assert process.poll() is None, (home / "prometheus.log").read_text()
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not start in time"
+            time.sleep(0.1)  # bounded polling, with the deadline above
+        yield Prometheus(url, exporter_port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+async def query(http: httpx.AsyncClient, promql: str) -> list[dict[str, Any]]:
+    """Run a PromQL query over Prometheus's HTTP API; return its result."""
+    answer = await http.get("/api/v1/query", params={"query": promql})
+    answer.raise_for_status()
+    body = answer.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+async def scraped_since(http: httpx.AsyncClient, series: str, since: float) -> list[float]:
+    """Wait until Prometheus has samples of ``series`` scraped after ``since``; return them."""
+    with anyio.fail_after(DEADLINE):
+        while True:
+            found = await query(http, f"{series}[10s]")
+            values = [float(v) for row in found for t, v in row["values"] if t >= since]
+            if values:
+                return values
+            await anyio.sleep(0.2)  # Prometheus scrapes every second
+
+
+def selector(target: Target) -> str:
+    # An empty label value is no label at all for Prometheus: {stream=""} matches that.
+    return (
+        f'{{data_slice="{target.data_slice}",stream="{target.stream or ""}",'
+        f'server="{target.server or ""}"}}'
+    )
+
+
+@pytest.mark.anyio
+async def test_prometheus_scrapes_the_simulators_figures(prometheus: Prometheus) -> None:
+    """PromQL returns the simulator's figures of a slice, a stream and a server."""
+    simulator = frozen_simulator()
+    targets = sample_targets(simulator)
+    names = {data_slice.id: data_slice.name for data_slice in simulator.account.slices}
+    answers: dict[Target, RealtimeStats] = {}
+    async with (
+        simulator.client(daily_limit=10**6) as client,
+        client.keep_fresh(targets, interval=0.5) as fresh,
+        httpx.AsyncClient(base_url=prometheus.url, timeout=5) as http,
+    ):
+        for target in targets:
+            await fresh.wait(target)
+            answers[target] = await client.realtime(
+                target.data_slice, stream=target.stream, server=target.server
+            )
+        since = time.time()
+        async with serve_exporter(
+            fresh, host="127.0.0.1", port=prometheus.exporter_port, slice_names=names
+        ):
+            for target, figures in answers.items():
+                connected = await scraped_since(
+                    http, f"wmspanel_connected{selector(target)}", since
+                )
+                assert set(connected) == {figures.connected}
+                bandwidth = await scraped_since(
+                    http, f"wmspanel_bandwidth_bytes_per_second{selector(target)}", since
+                )
+                assert set(bandwidth) == {figures.bandwidth / 8}
+                top = figures.geo[0]
+                country = await scraped_since(
+                    http,
+                    f'wmspanel_country_connected{selector(target)[:-1]},country="{top.country}"}}',
+                    since,
+                )
+                assert set(country) == {top.connected}
+            named = await query(
+                http,
+                f"wmspanel_connected{selector(targets[0])}"
+                " * on (data_slice) group_left (name) wmspanel_data_slice_info",
+            )
+    assert [row["metric"]["name"] for row in named] == [simulator.account.slices[0].name]
+    assert named[0]["metric"]["job"] == "wmspanel"
