@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -136,9 +137,13 @@ def client_mode(transport: str) -> Callable[[str], contextlib.AbstractAsyncConte
             max_connections=IN_FLIGHT,
             transport=transport,  # type: ignore[arg-type]
         ) as api:
+            # Identical calls in flight share one request: each call asks for another
+            # slice (ids as long as SLICE's), so that each call is one request, as in the
+            # bare modes.
+            slices = itertools.cycle([f"{number:024x}" for number in range(4 * IN_FLIGHT)])
 
             async def call() -> Any:
-                return await api.realtime(SLICE)
+                return await api.realtime(next(slices))
 
             yield call
 

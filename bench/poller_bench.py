@@ -50,7 +50,7 @@ import httpx
 
 from wmspanel_async import RealtimeStats, Snapshot, SnapshotStream, Target, WMSPanelClient
 from wmspanel_async._poller import PollSettings
-from wmspanel_async._quota import DailyQuota, utc_now
+from wmspanel_async._quota import MemoryLedger, utc_now
 
 HERE = Path(__file__).resolve().parent
 NGINX = HERE.parent.parent / "shared" / "bench" / "nginx-loopback.sh"
@@ -197,9 +197,12 @@ async def run_poller_bare_fetch(
             stats = RealtimeStats(connected=data["connected"], bandwidth=data["bandwidth"])
             return Snapshot(target=target, stats=stats, error=None, fetched_at=utc_now(), latency=0)
 
-        quota = DailyQuota(10**9)
+        ledger = MemoryLedger()
         settings = PollSettings(
-            quota=quota.status, utc_clock=utc_now, interval=INTERVAL, concurrency=POOL
+            quota=lambda: ledger.status(CLIENT_ID, 10**9, utc_now()),
+            utc_clock=utc_now,
+            interval=INTERVAL,
+            concurrency=POOL,
         )
         stream = SnapshotStream(fetch, [Target(slice_id(i)) for i in range(targets)], settings)
         async with stream:

@@ -49,6 +49,7 @@ async def test_file_ledger_survives_restarts(tmp_path: Path) -> None:
         await ledger.reserve(CLIENT_ID, 100, NOON)
     assert json.loads(path.read_text()) == {"days": {"2024-05-01": {CLIENT_ID: 3}}}
     again = FileLedger(path)
+    assert again.status(CLIENT_ID, 100, NOON).used == 3  # read when made, before any call
     assert (await again.refresh(CLIENT_ID, 100, NOON)).used == 3
     assert again.status(CLIENT_ID, 100, NOON).used == 3
     assert sorted(os.listdir(tmp_path)) == ["quota.json", "quota.json.lock"]
@@ -76,6 +77,13 @@ async def test_unreadable_file_is_ignored_with_a_warning(
     path.write_text(content)
     assert (await FileLedger(path).refresh(CLIENT_ID, 100, NOON)).used == 0
     assert "quota file" in caplog.text
+
+
+def test_a_day_that_is_no_date_is_ignored(tmp_path: Path) -> None:
+    """A count filed under something that is not a date counts for no day."""
+    path = tmp_path / "quota.json"
+    path.write_text(json.dumps({"days": {"someday": {CLIENT_ID: 3}}}))
+    assert FileLedger(path).status(CLIENT_ID, 100, NOON).used == 0
 
 
 def test_unwritable_file_is_a_configuration_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ again, which the poller does at a bounded rate.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -176,6 +177,12 @@ class FileLedger(Ledger):
         except OSError as exc:
             msg = f"cannot write the quota file {str(self.path)!r}: {exc.strerror or exc}"
             raise ConfigurationError(msg) from exc
+        # What the file says now, so that a client's quota is right before its first call
+        # (read once, here, as a program starts: not on the event loop's busy path).
+        for day, counts in self._load().items():
+            with contextlib.suppress(ValueError):  # not a day: ignored, as by _load()
+                date = dt.date.fromisoformat(day)
+                self._seen.update((key, _DayCount(date, used)) for key, used in counts.items())
 
     def __repr__(self) -> str:
         return f"<FileLedger {str(self.path)!r}>"
