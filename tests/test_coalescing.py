@@ -68,29 +68,25 @@ async def test_calls_for_other_targets_or_later_are_not_shared() -> None:
     )
 
 
-@pytest.mark.parametrize("entered", [True, False], ids=["async-with", "not-entered"])
-async def test_a_cancelled_caller_leaves_the_request_to_the_others(entered: bool) -> None:
-    """Cancelling the first caller (and some others) cancels nothing for the rest.
+async def test_a_cancelled_caller_never_makes_the_others_see_its_cancellation() -> None:
+    """Cancelling the caller that sent the request (and some others) cancels nobody else.
 
-    Inside ``async with`` the request goes on: one request in all. A client used without
-    ``async with`` has no task of its own to carry it: the next caller sends it again.
+    Its request goes with it; the next waiting caller sends it again, and every caller that
+    was not cancelled gets the answer.
     """
     api = FakeAPI(latency=1.0)
-    client = make_polling_client(api)
-    if entered:
-        await client.__aenter__()
     results: list[RealtimeStats] = []
     cancelled_scopes = [anyio.CancelScope() for _ in range(3)]
+    async with make_polling_client(api) as client:
 
-    async def doomed(scope: anyio.CancelScope) -> None:
-        with scope:
-            await client.realtime(A.data_slice)
-        assert scope.cancelled_caught
+        async def doomed(scope: anyio.CancelScope) -> None:
+            with scope:
+                await client.realtime(A.data_slice)
+            assert scope.cancelled_caught
 
-    async def patient() -> None:
-        results.append(await client.realtime(A.data_slice))
+        async def patient() -> None:
+            results.append(await client.realtime(A.data_slice))
 
-    try:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(doomed, cancelled_scopes[0])  # the first: it sent the request
             await anyio.sleep(0.1)
@@ -103,18 +99,9 @@ async def test_a_cancelled_caller_leaves_the_request_to_the_others(entered: bool
                 scope.cancel()
             started = anyio.current_time()
         finished = anyio.current_time()
-    finally:
-        if entered:
-            await client.__aexit__(None, None, None)
-        else:
-            await client.aclose()
     assert results == [RealtimeStats(connected=1, bandwidth=10)] * 5
-    if entered:
-        assert (len(api.requests), api.cancelled) == (1, 0)
-        assert finished - started == pytest.approx(0.5, abs=1e-3)  # the first request's answer
-    else:
-        assert (len(api.requests), api.cancelled) == (2, 1)
-        assert finished - started == pytest.approx(1.0, abs=1e-3)  # a whole second request
+    assert (len(api.requests), api.cancelled) == (2, 1)
+    assert finished - started == pytest.approx(1.0, abs=1e-3)  # a whole second request
 
 
 async def test_when_every_caller_leaves_the_request_is_cancelled() -> None:

@@ -243,7 +243,6 @@ class WMSPanelClient:
         self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
         self._flights = Flights()
         self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
-        self._entered = 0
         self._closed = False
         self._warned_long_retry_after = False
         self._event_loop: object = None
@@ -271,13 +270,6 @@ class WMSPanelClient:
 
     async def __aenter__(self) -> WMSPanelClient:
         self._check_usable()
-        if self._flights.task_group is None:
-            # The tasks that carry shared calls, so that a caller that is cancelled leaves
-            # the request to the callers that share it.
-            task_group = anyio.create_task_group()
-            await task_group.__aenter__()
-            self._flights.task_group = task_group
-        self._entered += 1
         return self
 
     async def __aexit__(
@@ -286,14 +278,7 @@ class WMSPanelClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._entered -= 1
-        try:
-            await self.aclose()
-        finally:
-            task_group = self._flights.task_group
-            if self._entered == 0 and task_group is not None:
-                self._flights.task_group = None
-                await task_group.__aexit__(None, None, None)
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a user's ``http_client``); idempotent.
@@ -303,7 +288,7 @@ class WMSPanelClient:
         if self._closed:
             return
         self._closed = True
-        self._flights.cancel_all()
+        self._flights.close()
         try:
             if self._owns_http_client:
                 await self._http.aclose()

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 from ._exceptions import ClientStateError, WMSPanelError
-
-if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
 
 _T = TypeVar("_T")
 
@@ -24,7 +21,7 @@ _T = TypeVar("_T")
 class _Flight(Generic[_T]):
     """One request in flight, and what came of it."""
 
-    __slots__ = ("done", "error", "result", "scope", "settled", "traceback", "waiters")
+    __slots__ = ("done", "error", "result", "scope", "settled", "traceback")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
@@ -33,57 +30,48 @@ class _Flight(Generic[_T]):
         self.error: WMSPanelError | None = None
         self.traceback: TracebackType | None = None
         self.scope = anyio.CancelScope()
-        self.waiters = 0
 
 
 class Flights:
     """Calls in flight by key: a call made while an identical one is in flight shares it.
 
-    With a task group (the client's, while it is entered), each request runs in a task of
-    its own, so that a caller that is cancelled leaves the request to the others; when the
-    last caller leaves, the request is cancelled. Without one, the first caller carries the
-    request; if it is cancelled, another waiting caller sends it again, so that none of
-    them sees a cancellation that was not its own.
+    The first caller carries the request, in its own task; the others wait for its answer
+    or error. If that caller is cancelled, its request goes with it, and the next waiting
+    caller sends it again: none of them sees a cancellation that was not its own. (A task
+    of the client's for each request would let it go on, but cost half as much again of
+    CPU per call on httpx's connection pool: measured 1.57x a bare httpx call, against
+    1.08x.)
     """
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, _Flight[Any]] = {}
-        self.task_group: TaskGroup | None = None
+        self._closed = False
 
     async def share(self, key: Hashable, call: Callable[[], Awaitable[_T]]) -> _T:
         """Return what ``call()`` returns, sharing a call in flight under ``key`` if any.
 
         Errors of ours reach every caller as themselves.
+
+        Raises:
+            ClientStateError: :meth:`close` ended the call in flight.
         """
         while True:
             flight: _Flight[_T] | None = self._flights.get(key)
-            carry = flight is None and self.task_group is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
-                if self.task_group is not None:
-                    self.task_group.start_soon(self._fly, key, flight, call)
-            flight.waiters += 1
-            try:
-                if carry:
-                    await self._fly(key, flight, call)
-                else:
-                    await flight.done.wait()
-            finally:
-                flight.waiters -= 1
-                if flight.waiters == 0 and not flight.done.is_set():
-                    flight.scope.cancel()  # nobody wants the answer any more
+                await self._fly(key, flight, call)
+            else:
+                await flight.done.wait()
             if flight.settled:
                 return self._outcome(flight)
-            if self.task_group is not None:
-                # Only closing the client cancels a request that still has callers.
+            if self._closed:
                 msg = "the client was closed while this call was in flight"
                 raise ClientStateError(msg)
             # The caller that carried the request was cancelled: send it again.
 
-    def cancel_all(self) -> None:
+    def close(self) -> None:
         """Cancel every request in flight; their callers get :class:`ClientStateError`."""
-        # Each flight has a scope of its own: the task group's scope would also cancel
-        # the body of the client's `async with` block, which it spans.
+        self._closed = True
         for flight in self._flights.values():
             flight.scope.cancel()
 
@@ -100,6 +88,9 @@ class Flights:
         finally:
             del self._flights[key]
             flight.done.set()
+        if not flight.settled and self._closed:
+            msg = "the client was closed while this call was in flight"
+            raise ClientStateError(msg)
 
     @staticmethod
     def _outcome(flight: _Flight[_T]) -> _T:
