@@ -190,6 +190,29 @@ async def test_it_polls_on_the_poller_schedule_and_never_skips_for_readers() -> 
     assert gaps(api.times(A)) == pytest.approx([INTERVAL] * 9, abs=1e-3)
 
 
+async def test_first_poll_now_polls_every_target_at_once_then_on_schedule() -> None:
+    """first_poll_now=True: every target at the start (and each watched later) at once.
+
+    Then each goes on at the poller's fixed rate, its second poll at least half an interval
+    after the first.
+    """
+    api = counting_api()
+    async with make_polling_client(api) as client:
+        start = anyio.current_time()
+        async with client.keep_fresh([A, B], interval=INTERVAL, first_poll_now=True) as fresh:
+            await anyio.sleep(5)
+            fresh.watch(C)
+            await anyio.sleep(5 * INTERVAL - 5 - 0.01)
+    firsts = [api.times(target)[0] - start for target in (A, B, C)]
+    assert firsts == pytest.approx([0, 0, 5], abs=1e-3)
+    for target in (A, B, C):
+        later = gaps(api.times(target))
+        assert INTERVAL / 2 <= later[0] < 1.5 * INTERVAL
+        assert later[1:] == pytest.approx([INTERVAL] * (len(later) - 1), abs=1e-3)
+    # After the burst, the schedule is spread again: A and B half an interval apart.
+    assert abs(api.times(A)[1] - api.times(B)[1]) >= INTERVAL / 2 - 1
+
+
 async def test_an_auth_error_is_each_targets_error_by_default() -> None:
     """A 403 keeps the block up: readers see it, and the last figures stay readable."""
     api = counting_api()

@@ -760,6 +760,7 @@ class WMSPanelClient:
         drop_unread_after: int | None = None,
         subscription_buffer: int = SUBSCRIPTION_BUFFER,
         share: RedisShare | None = None,
+        first_poll_now: bool = False,
     ) -> FreshSnapshots:
         """Keep the latest snapshot of each target fresh, for any number of readers.
 
@@ -794,6 +795,11 @@ class WMSPanelClient:
                 its intervals; ``None`` keeps it until ``fresh.unwatch()``.
             subscription_buffer: Snapshots a subscription keeps for a slow reader before it
                 drops its oldest.
+            first_poll_now: Poll each target once as soon as it is watched (a burst of one
+                call per target, ``concurrency`` at a time), so that readers have figures
+                within a round trip after a start or a ``watch()``; then on the spread
+                schedule, the next poll at least half an interval later. By default the
+                first polls are spread over the first interval too.
             share: A ``wmspanel_async.redis.RedisShare``: of the processes that keep the
                 same targets of this account fresh, one polls and the others read what it
                 publishes (asyncio only). The targets are then fixed: no ``watch()``,
@@ -824,7 +830,12 @@ class WMSPanelClient:
             self._poll_once,
             targets,
             self._poll_settings(
-                interval, concurrency, on_quota, reserve, raise_on_auth_error=raise_on_auth_error
+                interval,
+                concurrency,
+                on_quota,
+                reserve,
+                raise_on_auth_error=raise_on_auth_error,
+                first_poll_now=first_poll_now,
             ),
             max_targets=max_targets,
             drop_unread_after=drop_unread_after,
@@ -840,6 +851,7 @@ class WMSPanelClient:
         reserve: float,
         *,
         raise_on_auth_error: bool,
+        first_poll_now: bool = False,
     ) -> PollSettings:
         """Check the poller's arguments against this client, and return its settings."""
         from ._poller import PollSettings  # noqa: PLC0415 - loaded on the first poll
@@ -863,6 +875,7 @@ class WMSPanelClient:
             on_quota=on_quota,
             reserve=reserve,
             raise_on_auth_error=raise_on_auth_error,
+            first_poll_now=first_poll_now,
         )
 
     async def _poll_once(self, target: Target, deadline: float) -> Snapshot:

@@ -103,6 +103,9 @@ class PollSettings:
         on_quota: ``"stretch"`` or ``"error"``, when the calls would not last the day.
         reserve: Fraction of the daily limit left for other calls of the client.
         raise_on_auth_error: Stop polling on a 403, raising it to the readers.
+        first_poll_now: Poll each target for the first time as soon as it is added, then on
+            its spread schedule (at least half an interval later), instead of at its first
+            spread slot.
         rng: Randomness for the jitter; tests pass a seeded one.
     """
 
@@ -114,6 +117,7 @@ class PollSettings:
     on_quota: OnQuota = "stretch"
     reserve: float = 0.05
     raise_on_auth_error: bool = True
+    first_poll_now: bool = False
     rng: random.Random = attrs.field(factory=random.Random)
 
     @concurrency.validator
@@ -239,6 +243,7 @@ class _Poller:
         self._interval = settings.interval
         self._concurrency = concurrency = settings.concurrency
         self._raise_on_auth_error = settings.raise_on_auth_error
+        self._first_poll_now = settings.first_poll_now
         self._rng = settings.rng
 
         self._states: dict[Target, _TargetState] = {}
@@ -487,11 +492,18 @@ class _Poller:
                 anchor = state.last_due  # an interval of its own: keep its rhythm
             else:
                 anchor = spread_anchor(now, index or 0, len(spread), interval, self._rng.random())
-            earliest = now if state.last_due is None else max(now, state.last_due + interval)
+            first_now = self._first_poll_now and state.last_due is None
+            if state.last_due is not None:
+                earliest = max(now, state.last_due + interval)
+            else:  # polled now, its next poll is at least half an interval later
+                earliest = now + interval / 2 if first_now else now
             state.interval = interval
             state.anchor = anchor
             state.k = first_slot(anchor, interval, earliest)
             state.due = anchor + state.k * interval
+            if first_now:
+                state.k -= 1  # this tick stands for the slot before the first
+                state.due = now
             state.planned = True
             state.generation += 1
             heapq.heappush(heap, (state.due, next(self._sequence), state.generation, state))

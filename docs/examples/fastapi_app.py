@@ -133,7 +133,8 @@ def create_app(
             targets = [Target(data_slice) for data_slice in slices]
             # A refused key (403) shows as each slice's error, and the page keeps its last
             # figures while someone fixes the key (keep_fresh's raise_on_auth_error=False).
-            async with client.keep_fresh(targets, interval=interval) as fresh:
+            # first_poll_now: every slice at once, so that the first page has figures.
+            async with client.keep_fresh(targets, interval=interval, first_poll_now=True) as fresh:
                 app.state.board = Board(fresh, slices)
                 yield
 
