@@ -24,7 +24,7 @@ class _Flight(Generic[_T]):
     __slots__ = ("done", "error", "result", "scope", "settled", "traceback")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self.done: anyio.Event | None = None  # made by the first caller that waits
         self.settled = False  # an answer or an error came; else it was cancelled
         self.result: _T | None = None
         self.error: WMSPanelError | None = None
@@ -61,6 +61,9 @@ class Flights:
                 flight = self._flights[key] = _Flight()
                 await self._fly(key, flight, call)
             else:
+                # Most calls are nobody's duplicate: only a waiting caller makes the event.
+                if flight.done is None:
+                    flight.done = anyio.Event()
                 await flight.done.wait()
             if flight.settled:
                 return self._outcome(flight)
@@ -87,7 +90,8 @@ class Flights:
             flight.settled = True
         finally:
             del self._flights[key]
-            flight.done.set()
+            if flight.done is not None:
+                flight.done.set()
         if not flight.settled and self._closed:
             msg = "the client was closed while this call was in flight"
             raise ClientStateError(msg)

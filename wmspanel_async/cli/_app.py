@@ -124,6 +124,27 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_stream_and_server(parser: argparse._ActionsContainer, help_text: str) -> None:
+    """Declare the repeatable ``--stream ID`` and ``--server ID`` options.
+
+    Args:
+        parser: The parser or argument group to declare them on.
+        help_text: Their help, with ``{what}`` and ``{where}`` to fill in.
+    """
+    for flag, what, where in (
+        ("--stream", "this stream", STREAM_HELP),
+        ("--server", "this server's share", SERVER_HELP),
+    ):
+        parser.add_argument(
+            flag,
+            action="append",
+            default=[],
+            dest=f"{flag.removeprefix('--')}s",
+            metavar="ID",
+            help=help_text.format(what=what, where=where),
+        )
+
+
 def _api_options() -> _Parser:
     """Return the options of every command that calls the API, as a parent parser."""
     api = _Parser(add_help=False)
@@ -251,18 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     watch.add_argument("slices", nargs="*", metavar="SLICE", help="data slice ids or names")
-    for flag, rows, where in (
-        ("--stream", "this stream", STREAM_HELP),
-        ("--server", "this server's share", SERVER_HELP),
-    ):
-        watch.add_argument(
-            flag,
-            action="append",
-            default=[],
-            dest=f"{flag.removeprefix('--')}s",
-            metavar="ID",
-            help=f"also a row per slice for {rows} (repeatable); {where}",
-        )
+    _add_stream_and_server(watch, "also a row per slice for {what} (repeatable); {where}")
     watch.add_argument(
         "--interval",
         type=_positive,
@@ -356,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
             "background, within the account's daily calls, and a scrape never calls the API."
         ),
     )
-    add_exporter_arguments(
-        exporter, seconds=_positive, stream_help=STREAM_HELP, server_help=SERVER_HELP
-    )
+    add_exporter_arguments(exporter, seconds=_positive, ids=_add_stream_and_server)
     exporter.set_defaults(run=_exporter)
     return parser
 

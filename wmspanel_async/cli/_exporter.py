@@ -88,16 +88,15 @@ def add_arguments(
     parser: argparse.ArgumentParser,
     *,
     seconds: Callable[[str], float],
-    stream_help: str,
-    server_help: str,
+    ids: Callable[[argparse._ActionsContainer, str], None],
 ) -> None:
     """Declare the exporter's options on its subcommand's parser.
 
     Args:
         parser: The subcommand's parser.
         seconds: Parses a positive number of seconds, as the other commands do.
-        stream_help: What ``--stream`` takes, as the other commands say it.
-        server_help: What ``--server`` takes, as the other commands say it.
+        ids: Declares ``--stream`` and ``--server`` as the other commands do, given their
+            help with ``{what}`` and ``{where}`` to fill in.
     """
     targets = parser.add_argument_group("what to poll (repeatable options add up)")
     targets.add_argument(
@@ -118,18 +117,7 @@ def add_arguments(
         action="store_true",
         help="also each of the slices' servers, as the API lists them",
     )
-    for flag, what, where in (
-        ("--stream", "this stream", stream_help),
-        ("--server", "this server's share", server_help),
-    ):
-        targets.add_argument(
-            flag,
-            action="append",
-            default=[],
-            dest=f"{flag.removeprefix('--')}s",
-            metavar="ID",
-            help=f"also {what} in each slice; {where}",
-        )
+    ids(targets, "also {what} in each slice; {where}")
     targets.add_argument(
         "--config",
         type=Path,
