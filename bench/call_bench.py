@@ -11,8 +11,9 @@ asyncio, with 10 requests in flight (10 workers sharing one count of calls) and 
 (``time.process_time``: user + system, all threads) of ``--calls`` more. Modes:
 
 - bare-httpx: ``httpx.AsyncClient`` GET + ``response.json()``, what one writes by hand.
-- bare-httpx-over-aiohttp: the same client given our ``AiohttpTransport``: the baseline of
-  our aiohttp path, since the client keeps httpx's client above the transport.
+- bare-httpx-over-aiohttp: the same client given our ``AiohttpTransport``: the baseline the
+  issue names for ``transport="aiohttp"`` (the client itself hands its requests to the
+  transport without an ``httpx.AsyncClient``, so bare-aiohttp is the floor below it).
 - bare-aiohttp: ``aiohttp.ClientSession`` GET + ``await response.json()``, for orientation.
 - client-httpx: ``WMSPanelClient(...).realtime(slice)`` on the default transport.
 - client-aiohttp: the same with ``transport="aiohttp"``.

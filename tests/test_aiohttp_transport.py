@@ -82,8 +82,8 @@ def aiohttp_client(url: str, **options: Any) -> WMSPanelClient:
 
 
 def inner_transport(client: WMSPanelClient) -> AiohttpTransport:
-    """The aiohttp transport under the client's credentials layer."""
-    transport = client._http._transport._inner  # type: ignore[attr-defined]
+    """The client's aiohttp transport."""
+    transport = client._transport
     assert isinstance(transport, AiohttpTransport)
     return transport
 

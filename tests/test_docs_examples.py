@@ -173,7 +173,7 @@ async def test_daemon_logs_figures_and_health_then_stops_on_sigterm(tmp_path: Pa
     assert "health: 4 slices, 0 down" in log
     assert "SIGTERM received, stopping" in log
     assert log.rstrip().endswith("INFO wmspanel_daemon: stopped")
-    assert "HTTP Request" not in log  # httpx's INFO lines are quieted
+    assert "HTTP Request" not in log  # no line per request at INFO
     assert account.api_key not in log
     (counts,) = json.loads(quota_file.read_text())["days"].values()
     assert counts[account.client_id] >= 5  # the listing and a round of polls

@@ -441,10 +441,10 @@ async def test_fault_keeps_the_key_out_of_errors_and_logs(
         text = texts_of(outcome.error)
         assert secret_fragment(text, API_KEY) is None, text
     # The guard against a test that proves nothing. httpcore logs each step of a connection
-    # at DEBUG; aiohttp does not, and there the first record is httpx's "HTTP Request" line,
-    # once a response head has come. So on aiohttp one attempt that ends in a connection error
-    # or a timeout before any head (refused, closed, reset, stalled) logs nothing: its error
-    # texts, checked above, are what such a case proves.
+    # at DEBUG; aiohttp does not, and there the first record is the client's own line for a
+    # response head. So on aiohttp one attempt that ends in a connection error or a timeout
+    # before any head (refused, closed, reset, stalled) logs nothing: its error texts,
+    # checked above, are what such a case proves.
     no_head_on_aiohttp = transport == "aiohttp" and isinstance(
         outcome.error, (APIConnectionError, APITimeoutError)
     )

@@ -223,7 +223,7 @@ async def test_retry_logging(api: respx.Router, caplog: pytest.LogCaptureFixture
         await client.data_slices()
     ours = [r for r in caplog.records if r.name == "wmspanel_async"]
     assert [r.levelname for r in ours] == ["DEBUG", "WARNING", "DEBUG"]
-    assert ours[0].getMessage().startswith("GET /v1/data_slices -> 502 in ")
+    assert ours[0].getMessage().startswith("GET /v1/data_slices -> 502 after ")
     assert ours[0].getMessage().endswith("(attempt 1 of 3)")
     assert "ServerError" in ours[1].getMessage()
     assert "retry 1 of 2" in ours[1].getMessage()

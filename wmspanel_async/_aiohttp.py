@@ -1,11 +1,11 @@
 """An httpx transport that sends requests with aiohttp: ``WMSPanelClient(transport="aiohttp")``.
 
 httpx's own transport is most of the CPU a call costs; aiohttp's HTTP/1.1 machinery is far
-cheaper. Above this module nothing changes: the client, its credentials layer and its error
-handling see an ``httpx.AsyncBaseTransport``, ``httpx.Response`` objects and httpx's errors.
-One request travels::
+cheaper. Above this module nothing changes: the client and its error handling see an
+``httpx.AsyncBaseTransport``, ``httpx.Response`` objects and httpx's errors. One request
+travels::
 
-    CredentialsTransport -> AiohttpTransport.handle_async_request
+    WMSPanelClient._attempt -> AiohttpTransport.handle_async_request
         -> a slot of the pool (httpx.PoolTimeout if none comes free in time)
         -> aiohttp.ClientSession.request: no body on GET, no redirect, httpx's timeouts
         -> httpx.Response whose body streams from aiohttp; closing it frees the slot

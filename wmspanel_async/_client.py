@@ -1,17 +1,20 @@
 """``WMSPanelClient``: its lifecycle, one method per endpoint, and the request pipeline.
 
 One call travels: method -> ``_call`` (deadline, quota, retries) -> ``_attempt`` (one HTTP
-exchange, status and size checks) -> ``CredentialsTransport`` (adds the key) -> the network;
-then the body goes through ``_converter`` into a model.
+exchange, status and size checks) -> the transport (httpx's, ours over aiohttp, or a
+user's) -> the network; then the body goes through ``_converter`` into a model. The request
+goes to the transport directly, not through an ``httpx.AsyncClient``, unless the user hands
+in one of theirs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -42,7 +45,7 @@ from ._quota import FileLedger, Ledger, MemoryLedger, UTCClock, utc_now
 from ._redact import LOG_FILTER, Redactor
 from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
 from ._status import status_error
-from ._transport import CredentialsTransport, named_transport, require_asyncio
+from ._transport import named_transport, require_asyncio
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -61,6 +64,48 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 _T = TypeVar("_T")
+
+#: A GET's body: none. One stream for every request, as reading it changes nothing.
+_NO_BODY = httpx.ByteStream(b"")
+
+
+def _plain_get_headers(base_url: httpx.URL, headers: dict[str, str]) -> httpx.Headers:
+    """Return the headers httpx's client would send on a GET to ``base_url``, and ours."""
+    return httpx.Headers(
+        {
+            "Host": base_url.netloc.decode("ascii"),
+            "Accept": "*/*",
+            "Accept-Encoding": "gzip, deflate",
+            "Connection": "keep-alive",
+            **headers,
+        }
+    )
+
+
+async def _send_to_transport(
+    transport: httpx.AsyncBaseTransport,
+    headers: httpx.Headers,
+    extensions: dict[str, object],
+    url: httpx.URL,
+) -> httpx.Response:
+    """Hand a GET of ``url`` to ``transport``, and return the response with its body unread.
+
+    Straight to the transport, without httpx's client: its request building, cookies, hooks
+    and log line were most of our CPU per call, and that log line would quote the URL, key
+    and all.
+    """
+    request = httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions=extensions)
+    return await transport.handle_async_request(request)
+
+
+async def _send_with_http_client(
+    http_client: httpx.AsyncClient, headers: dict[str, str], timeouts: httpx.Timeout, url: httpx.URL
+) -> httpx.Response:
+    """Send a GET of ``url`` through a user's client, and return the response unread."""
+    request = http_client.build_request("GET", url, headers=headers, timeout=timeouts)
+    # Never follow a redirect, whatever the user's client says: it would carry the key to
+    # another address.
+    return await http_client.send(request, stream=True, follow_redirects=False)
 
 
 def _is_loopback(host: str) -> bool:
@@ -246,21 +291,27 @@ class WMSPanelClient:
         self._closed = False
         self._warned_long_retry_after = False
         self._event_loop: object = None
-        self._owns_http_client = http_client is None
         self._max_connections = max_connections if http_client is None else None
+        # The credentials ride in each target's URL, built once and kept (see _request_url).
+        self._credential_params = {"client_id": self.client_id, "api_key": api_key}
+        self._transport: httpx.AsyncBaseTransport | None = None  # ours to close
+        self._send: Callable[[httpx.URL], Awaitable[httpx.Response]]
         if http_client is None:
             if isinstance(transport, httpx.AsyncBaseTransport):
                 inner = transport
             else:
                 inner = named_transport(transport or "httpx", max_connections=max_connections)
-            self._http = httpx.AsyncClient(
-                transport=CredentialsTransport(inner, self.client_id, api_key)
+            self._transport = inner
+            self._send = functools.partial(
+                _send_to_transport,
+                inner,
+                _plain_get_headers(self.base_url, self._headers),
+                {"timeout": self._timeout.as_dict()},
             )
-            self._credential_params: dict[str, str] = {}
         else:
-            # Not our transport to wrap: the credentials must ride in the URL httpx sees.
-            self._http = http_client
-            self._credential_params = {"client_id": self.client_id, "api_key": api_key}
+            self._send = functools.partial(
+                _send_with_http_client, http_client, self._headers, self._timeout
+            )
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -290,8 +341,8 @@ class WMSPanelClient:
         self._closed = True
         self._flights.close()
         try:
-            if self._owns_http_client:
-                await self._http.aclose()
+            if self._transport is not None:
+                await self._transport.aclose()
         finally:
             self._forget_key()
 
@@ -599,14 +650,20 @@ class WMSPanelClient:
     async def _attempt(
         self, path: str, params: dict[str, str], attempt: int, max_retries: int
     ) -> bytes:
-        request = self._http.build_request(
-            "GET", self._request_url(path, params), headers=self._headers, timeout=self._timeout
-        )
+        url = self._request_url(path, params)
         started = anyio.current_time()
         try:
-            # Never follow a redirect, whatever a user's http_client says: it would carry the
-            # key to another address.
-            response = await self._http.send(request, stream=True, follow_redirects=False)
+            response = await self._send(url)
+            # Logged as soon as the head is in, as httpx's client logs it: a body that then
+            # fails to arrive is still seen to have started.
+            logger.debug(
+                "GET %s -> %d after %.3f s (attempt %d of %d)",
+                path,
+                response.status_code,
+                anyio.current_time() - started,
+                attempt + 1,
+                max_retries + 1,
+            )
             try:
                 body = await self._read_body(response)
             finally:
@@ -619,14 +676,6 @@ class WMSPanelClient:
                 raise APITimeoutError(msg) from exc
             msg = f"GET {path} failed: {type(exc).__name__}: {exc}; check the network and base_url"
             raise APIConnectionError(msg) from exc
-        logger.debug(
-            "GET %s -> %d in %.3f s (attempt %d of %d)",
-            path,
-            response.status_code,
-            anyio.current_time() - started,
-            attempt + 1,
-            max_retries + 1,
-        )
         if not response.is_success:
             raise self._status_error(path, response)
         return body

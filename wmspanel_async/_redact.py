@@ -1,6 +1,7 @@
 """Keeping the API key out of every text: messages, exception chains and log records.
 
-The key is added to requests below httpx (``_transport``), so httpx's own texts never see it.
+The client hands its requests straight to the transport, so httpx's client, its log line and
+its error texts never see the key.
 A server can still send it back (an echoed request line in a reason phrase or a header, a
 quoted URL in a body), so every text that may hold an answer's words goes through these:
 

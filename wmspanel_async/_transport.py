@@ -1,18 +1,15 @@
-"""The layer below httpx's client that adds the credentials to each request.
+"""The transports ``WMSPanelClient(transport=...)`` knows by name, and the asyncio check.
 
-httpx logs every request URL at INFO and puts it into its own error texts. Adding
-``client_id`` and ``api_key`` here, after the client layer has logged and recorded the
-request, keeps the key out of all of that: only the wire sees it.
-
-Below it sits the transport that talks to the network: one a user hands in, or one named by
-:func:`named_transport` (httpx's own, or ours over aiohttp, imported only when asked for).
+The client hands each request to its transport directly (no ``httpx.AsyncClient`` between,
+so no log line or error text of httpx's client ever holds the URL and its key): one a user
+hands in, or one named by :func:`named_transport` (httpx's own, or ours over aiohttp,
+imported only when asked for).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from ._constants import URLS_KEPT
 from ._exceptions import ConfigurationError
 
 #: The transports ``WMSPanelClient(transport=...)`` knows by name.
@@ -71,45 +68,3 @@ def require_asyncio(what: str = 'transport="aiohttp"', instead: str = "") -> Non
         instead = instead or "use the default transport (httpx) here"
         msg = f"{what} runs on asyncio only, and this is {library}: {instead}, or run on asyncio"
         raise ConfigurationError(msg)
-
-
-class CredentialsTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport and adds ``client_id`` and ``api_key`` to every request's query.
-
-    Args:
-        inner: The transport that talks to the network (or to a test double).
-        client_id: The account's client id.
-        api_key: The API key; never shown by this object.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, client_id: str, api_key: str) -> None:
-        self._inner = inner
-        self._credentials = {"client_id": client_id, "api_key": api_key}
-        self._authenticated: dict[httpx.URL, httpx.URL] = {}
-
-    def __repr__(self) -> str:
-        return f"<CredentialsTransport client_id={self._credentials['client_id']!r}>"
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` with the credentials added, through the inner transport."""
-        url = self._authenticated.get(request.url)
-        if url is None:
-            if len(self._authenticated) >= URLS_KEPT:
-                del self._authenticated[next(iter(self._authenticated))]  # the oldest
-            url = self._authenticated[request.url] = request.url.copy_merge_params(
-                self._credentials
-            )
-        authenticated = httpx.Request(
-            request.method,
-            url,
-            headers=request.headers,
-            # A GET has no body: handing on its empty stream would make some transports
-            # frame one (aiohttp's sends an empty chunked body, which confuses servers).
-            stream=None if request.method == "GET" else request.stream,
-            extensions=request.extensions,
-        )
-        return await self._inner.handle_async_request(authenticated)
-
-    async def aclose(self) -> None:
-        """Close the inner transport."""
-        await self._inner.aclose()

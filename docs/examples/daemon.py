@@ -59,8 +59,6 @@ def setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every request at INFO: a line per poll would bury the figures.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def stop_on_signals(scope: anyio.CancelScope) -> None:
