@@ -22,6 +22,7 @@ import anyio
 import async_solipsism
 import coverage
 import httpx
+import pytest
 import respx
 
 from wmspanel_async import QuotaStatus, Snapshot, SnapshotStream, Target, WMSPanelClient
@@ -245,8 +246,19 @@ async def consume(stream: SnapshotStream, seconds: float) -> list[tuple[float, S
     return taken
 
 
+#: async-solipsism's clock counts whole microseconds, so every moment read on the asyncio
+#: virtual clock is rounded: a gap between two may be a microsecond or two off, which is
+#: as much as pytest.approx's default tolerance for gaps of a second.
+CLOCK_SLACK = 1e-5
+
+
 def gaps(times: list[float]) -> list[float]:
     return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+def evenly(interval: float, count: int) -> Any:
+    """Match ``count`` gaps of ``interval`` seconds, to the virtual clock's resolution."""
+    return pytest.approx([interval] * count, abs=CLOCK_SLACK)
 
 
 def run_pytest_as_user(pytester: Any, *options: str, timeout: float = 120) -> Any:

@@ -17,6 +17,7 @@ import pytest
 from support import (
     API_KEY,
     CLIENT_ID,
+    CLOCK_SLACK,
     A,
     B,
     C,
@@ -24,6 +25,7 @@ from support import (
     FakeAPI,
     VirtualUTC,
     consume,
+    evenly,
     gaps,
     make_polling_client,
     realtime_response,
@@ -99,12 +101,12 @@ async def test_busy_target_skips_its_tick_and_never_overlaps() -> None:
     # Slower than the interval, but within the poll's deadline of two intervals.
     api = FakeAPI(latency=1.5)
     async with make_polling_client(api) as client, client.poll([A, B], interval=1.0) as snapshots:
-        await consume(snapshots, 30.0)
+        await consume(snapshots, 29.9)  # 30 ticks each, whatever the jitter (< 0.25 s)
     assert api.max_in_flight_per_target == 1
     assert snapshots.stats.errors == {}
     for target in (A, B):
         # Due every second, but each poll holds the target for 1.5 s: ticks 0, 2, 4, ...
-        assert gaps(api.times(target)) == pytest.approx([2.0] * (len(api.times(target)) - 1))
+        assert gaps(api.times(target)) == evenly(2.0, len(api.times(target)) - 1)
     # Each target had 30 ticks: one in two polled, the others skipped as busy.
     assert len(api.requests) + snapshots.stats.skipped_busy == 60
     assert snapshots.stats.skipped_busy == 30
@@ -162,11 +164,12 @@ async def test_failing_target_backs_off_then_recovers(caplog: pytest.LogCaptureF
             taken = await consume(snapshots, 400.0)
 
     # The healthy target is untouched by its neighbour's trouble.
-    assert gaps(api.times(B)) == pytest.approx([1.0] * (len(api.times(B)) - 1))
+    assert gaps(api.times(B)) == evenly(1.0, len(api.times(B)) - 1)
     a_times = api.times(A)
     failed = [when for when in a_times if when - start < 300]
     failed_gaps = gaps(failed)
-    assert failed_gaps[0] == pytest.approx(1.0)  # the next tick is the first retry
+    # The next tick is the first retry.
+    assert failed_gaps[0] == pytest.approx(1.0, abs=CLOCK_SLACK)
     for failures, gap in enumerate(failed_gaps[1:], start=2):
         bound = min(2 ** (failures - 1), 10) * 1.0
         assert 1.0 - 1e-9 <= gap <= bound + 1.0 + 1e-9
@@ -174,7 +177,7 @@ async def test_failing_target_backs_off_then_recovers(caplog: pytest.LogCaptureF
     assert max(failed_gaps) > 2.0
     # Recovered: every tick again.
     recovered = [when for when in a_times if when - start >= 300]
-    assert gaps(recovered) == pytest.approx([1.0] * (len(recovered) - 1))
+    assert gaps(recovered) == evenly(1.0, len(recovered) - 1)
     assert recovered[0] - failed[-1] <= 11.0 + 1e-9
 
     # Error snapshots are yielded too, typed; one HTTP attempt per poll (no client retries).
@@ -216,7 +219,7 @@ async def test_retry_after_overrides_backoff() -> None:
     async with make_polling_client(api) as client, client.poll([A], interval=10.0) as snapshots:
         await consume(snapshots, 150.0)
     times = api.times(A)
-    assert gaps(times)[:3] == pytest.approx([100.0, 10.0, 10.0])
+    assert gaps(times)[:3] == pytest.approx([100.0, 10.0, 10.0], abs=CLOCK_SLACK)
     assert snapshots.stats.errors == {"RateLimitError": 1}
 
 
@@ -258,7 +261,7 @@ async def test_auth_error_can_be_yielded_per_target() -> None:
         make_polling_client(api) as client,
         client.poll([A, B], interval=1.0, raise_on_auth_error=False) as snapshots,
     ):
-        taken = await consume(snapshots, 50.0)
+        taken = await consume(snapshots, 49.9)  # 50 ticks each, whatever the jitter (< 0.25 s)
     refused = [snapshot for _, snapshot in taken if snapshot.target == B]
     assert refused
     assert all(isinstance(snapshot.error, AuthenticationError) for snapshot in refused)
@@ -295,17 +298,17 @@ async def test_add_remove_and_set_interval_take_effect_live() -> None:
     b_times = [when - start for when in api.times(B)]
     # Adding B (first poll at once) and removing A leave the other's schedule alone.
     assert added_at - 1e-9 <= b_times[0] < added_at + 1.0
-    assert gaps(a_times) == pytest.approx([1.0] * (len(a_times) - 1))
+    assert gaps(a_times) == evenly(1.0, len(a_times) - 1)
     assert a_times[-1] <= removed_at
     assert all(s.target != A for when, s in taken if when > removed_at)
     assert snapshots.targets == (B, C)
     before = [when for when in b_times if when <= changed_at]
     after = [when for when in b_times if when > changed_at]
-    assert gaps(before) == pytest.approx([1.0] * (len(before) - 1))
+    assert gaps(before) == evenly(1.0, len(before) - 1)
     assert 3.0 - 1e-9 <= after[0] - before[-1] < 6.0  # never sooner than the new interval
-    assert gaps(after) == pytest.approx([3.0] * (len(after) - 1))
+    assert gaps(after) == evenly(3.0, len(after) - 1)
     c_times = api.times(C)
-    assert gaps(c_times) == pytest.approx([5.0] * (len(c_times) - 1))
+    assert gaps(c_times) == evenly(5.0, len(c_times) - 1)
 
 
 @pytest.mark.virtual_time
@@ -445,7 +448,7 @@ async def test_stats_tell_what_happened() -> None:
         make_polling_client(api, daily_limit=100_000) as client,
         client.poll([A, B], interval=10.0, reserve=0.1) as snapshots,
     ):
-        await consume(snapshots, 100.0)
+        await consume(snapshots, 99.5)  # ten ticks each, whatever the jitter (< 1 s)
     stats = snapshots.stats
     assert isinstance(stats, PollerStats)
     assert stats.targets == 2
@@ -580,7 +583,7 @@ async def test_target_removed_and_added_again_while_in_flight() -> None:
     b_times = api.times(B)
     assert b_times[1] - b_times[0] >= 10.0 - 1e-9  # virtual times are floats
     a_times = api.times(A)
-    assert gaps(a_times) == pytest.approx([20.0] * (len(a_times) - 1))
+    assert gaps(a_times) == evenly(20.0, len(a_times) - 1)
     assert snapshots.targets == (A, B)
 
 
