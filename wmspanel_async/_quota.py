@@ -219,26 +219,27 @@ class FileLedger(Ledger):
                 _unlock(lock.fileno())
 
     def _read(self, client_id: str, limit: int, now: dt.datetime) -> int:
-        day = now.astimezone(dt.timezone.utc).date()
-        used = self._load().get(day.isoformat(), {}).get(client_id, 0)
-        self._seen[client_id] = _DayCount(day, used)
-        return used
+        return self._counted(client_id, now.astimezone(dt.timezone.utc).date(), self._load())
 
     def _take(self, client_id: str, limit: int, now: dt.datetime) -> int:
         today = now.astimezone(dt.timezone.utc).date()
-        day = today.isoformat()
         days = self._load()
-        counts = days.get(day, {})
-        used = counts.get(client_id, 0)
+        used = self._counted(client_id, today, days)
+        if used >= limit:
+            raise exhausted(limit, now)
+        counts = days.get(today.isoformat(), {})
+        counts[client_id] = used = used + 1
+        self._save({today.isoformat(): counts})  # older days are dropped
+        self._seen[client_id] = _DayCount(today, used)
+        return used
+
+    def _counted(self, client_id: str, today: dt.date, days: dict[str, dict[str, int]]) -> int:
+        """Return today's count in ``days``, never below what this process counted today."""
+        used = days.get(today.isoformat(), {}).get(client_id, 0)
         seen = self._seen.get(client_id)
         if seen is not None and seen.day == today:
-            # Never below what this process counted: the file may have failed to save.
+            # The file may have failed to save, or become unreadable.
             used = max(used, seen.used)
-        if used >= limit:
-            self._seen[client_id] = _DayCount(today, used)
-            raise exhausted(limit, now)
-        counts[client_id] = used = used + 1
-        self._save({day: counts})  # older days are dropped
         self._seen[client_id] = _DayCount(today, used)
         return used
 
