@@ -130,10 +130,6 @@ class _Seen:
         seconds = self.redis_now + (time.monotonic() - self.at)
         return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
-    def used_today(self) -> int:
-        day = int(self.redis_now // 86400)
-        return self.used if int(self.now().timestamp() // 86400) == day else 0
-
 
 class RedisLedger(Ledger):
     """Counts calls in Redis, for every process of an account, wherever they run.
@@ -190,7 +186,10 @@ class RedisLedger(Ledger):
         seen = self._seen.get(client_id)
         if seen is None:
             return quota_status(0, limit, now)
-        return quota_status(seen.used_today(), limit, seen.now())
+        redis_now = seen.now()
+        # A count read before 00:00 UTC (by Redis's clock) was of a day that has ended.
+        same_day = redis_now.timestamp() // 86400 == seen.redis_now // 86400
+        return quota_status(seen.used if same_day else 0, limit, redis_now)
 
     async def refresh(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
         return (await self._run(client_id, limit, take=False))[1]

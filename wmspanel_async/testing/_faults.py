@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-import http
 
 import attrs
+
+from .._http_server import reason_phrase
 
 
 class FaultKind(enum.Enum):
@@ -108,11 +109,3 @@ class Fault:
     def slow(cls, delay: float) -> Fault:
         """Wait ``delay`` seconds (on the event loop's clock), then give the real answer."""
         return cls(kind=FaultKind.SLOW, delay=delay)
-
-
-_KNOWN_STATUSES = frozenset(status.value for status in http.HTTPStatus)
-
-
-def reason_phrase(status_code: int) -> str:
-    """Return the standard reason phrase of ``status_code``, or ``""`` for an unknown one."""
-    return http.HTTPStatus(status_code).phrase if status_code in _KNOWN_STATUSES else ""

@@ -18,9 +18,8 @@ from contextlib import asynccontextmanager
 
 import attrs
 
-from .._http_server import serve_asgi
+from .._http_server import ASGIApp, serve_asgi
 from ._faults import SimulatedDisconnect
-from ._simulator import ASGIApp
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ import ipaddress
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -25,7 +25,7 @@ import anyio
 import attrs
 import httpx
 
-from .._http_server import answer_lifespan
+from .._http_server import ASGIApp, Receive, Scope, Send, answer_lifespan
 from .._models import DataSlice, Target
 from .._quota import UTCClock, next_utc_midnight
 from ._accounts import Account, APIKey, Slice
@@ -34,13 +34,6 @@ from ._traffic import Traffic
 
 if TYPE_CHECKING:
     from wmspanel_async import WMSPanelClient
-
-Message = MutableMapping[str, Any]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-#: The ASGI 3 application signature.
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DATA_SLICES = "/v1/data_slices"
 REALTIME_DATA = "/v1/realtime_data"
