@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 REDIS_SERVER = shutil.which("redis-server")
+#: The Redis ledger and share run on asyncio only (redis-py is asyncio's).
+ON_ASYNCIO = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 #: Seconds a redis-server may take to start or stop.
 START_TIMEOUT = 10.0
 

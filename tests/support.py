@@ -90,18 +90,24 @@ _COVERAGE = coverage.Coverage.current()
 _COVERAGE_DATA = os.path.abspath(_COVERAGE.config.data_file) if _COVERAGE else ""
 
 
+def environment(**variables: str) -> dict[str, str]:
+    """This process's environment without our ``WMSPANEL_*`` settings, plus ``variables``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSPANEL_")}
+    env.update(variables)
+    return env
+
+
 def account_environment(base_url: str, account: Account) -> dict[str, str]:
     """This process's environment, pointing a child's client at ``account`` at ``base_url``.
 
     ``SLICE_ID`` holds the account's first data slice.
     """
-    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSP")}
-    return env | {
-        "WMSPANEL_BASE_URL": base_url,
-        "WMSPANEL_CLIENT_ID": account.client_id,
-        "WMSPANEL_API_KEY": account.api_key,
-        "SLICE_ID": account.slices[0].id,
-    }
+    return environment(
+        WMSPANEL_BASE_URL=base_url,
+        WMSPANEL_CLIENT_ID=account.client_id,
+        WMSPANEL_API_KEY=account.api_key,
+        SLICE_ID=account.slices[0].id,
+    )
 
 
 def python_script(directory: Path, source: str) -> list[str]:

@@ -22,7 +22,7 @@ import anyio
 import pytest
 from redis_support import RedisServer, free_port
 from rich.console import Console
-from support import python_command
+from support import environment, python_command
 
 from wmspanel_async import (
     GeoEntry,
@@ -49,12 +49,6 @@ TIMEOUT = 30
 def command() -> list[str]:
     """The command line that runs ``wmspanel-async`` (as ``python -m wmspanel_async.cli``)."""
     return [*python_command(), "-m", "wmspanel_async.cli"]
-
-
-def environment(**variables: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSPANEL_")}
-    env.update(variables)
-    return env
 
 
 class Result:

@@ -9,7 +9,6 @@ daemon recipe as a process that gets SIGTERM.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from support import python_command, run_pytest_as_user
+from support import environment, python_command, run_pytest_as_user
 
 from wmspanel_async.testing import Account, Simulator, serve
 
@@ -48,12 +47,6 @@ def python_blocks(path: Path) -> Iterator[tuple[str, str]]:
 def block_under(path: Path, heading: str) -> str:
     """Return the first ```python block under ``heading``."""
     return next(code for under, code in python_blocks(path) if under == heading)
-
-
-def environment(**variables: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSPANEL_")}
-    env.update(variables)
-    return env
 
 
 @asynccontextmanager

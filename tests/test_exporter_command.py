@@ -6,7 +6,7 @@ loopback; its settings come from the command line, a TOML file and the environme
 
 from __future__ import annotations
 
-import os
+import datetime as dt
 import select
 import signal
 import subprocess
@@ -20,7 +20,7 @@ import anyio.abc
 import httpx
 import pytest
 from redis_support import RedisServer
-from support import CLI_EXTRA, python_command
+from support import CLI_EXTRA, environment, python_command, python_script
 
 from wmspanel_async import Target
 from wmspanel_async.cli import main
@@ -38,12 +38,6 @@ DEADLINE = 20.0
 
 def command(*args: str) -> list[str]:
     return [*python_command(), "-m", "wmspanel_async.cli", "exporter", *args]
-
-
-def environment(**variables: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("WMSPANEL_")}
-    env.update(variables)
-    return env
 
 
 @pytest.fixture
@@ -310,8 +304,7 @@ def test_a_port_in_use_exits_4(demo: tuple[subprocess.Popen[str], str]) -> None:
 
 def test_without_the_prometheus_extra_the_exporter_names_it(tmp_path: Path) -> None:
     """No prometheus_client: the module and the command say which extra to install."""
-    script = tmp_path / "no_prometheus.py"
-    script.write_text(
+    source = (
         "import sys\n"
         "sys.modules['prometheus_client'] = None  # as if the extra were not installed\n"
         "try:\n"
@@ -322,7 +315,7 @@ def test_without_the_prometheus_extra_the_exporter_names_it(tmp_path: Path) -> N
         "sys.exit(main(['exporter', '--demo']))\n"
     )
     completed = subprocess.run(  # noqa: S603 - our own script
-        [*python_command(), str(script)],
+        python_script(tmp_path, source),
         capture_output=True,
         text=True,
         env=environment(),
@@ -362,14 +355,22 @@ async def test_two_exporters_with_a_share_poll_once(redis_server: RedisServer) -
                 async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
                     await metrics_until_async(http, fragment)
             started = simulator.now()
+
+            def polls() -> list[dt.datetime]:
+                return [
+                    r.at
+                    for r in simulator.requests
+                    if r.at > started and r.path.endswith("realtime_data")
+                ]
+
             with anyio.fail_after(TIMEOUT):
-                while (simulator.now() - started).total_seconds() < 3:  # noqa: ASYNC110
-                    await anyio.sleep(0.1)  # a stretch of steady polling, counted below
-            polls = [
-                r for r in simulator.requests if r.at > started and r.path.endswith("realtime_data")
-            ]
+                while len(polls()) < 7:  # noqa: ASYNC110 - bounded polling of the API's log
+                    await anyio.sleep(0.05)
+            steady = polls()[:7]
             for process in (first, second):
                 process.send_signal(signal.SIGTERM)
                 with anyio.fail_after(TIMEOUT):
                     assert await process.wait() == 0
-    assert len(polls) <= 3 / 0.5 + 1  # one poller's schedule, not two
+    # One poller's schedule, not two: seven polls took six intervals of 0.5 s (less a
+    # first one that ran late).
+    assert (steady[-1] - steady[0]).total_seconds() >= 5.5 * 0.5

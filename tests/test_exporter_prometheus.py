@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import anyio
 import attrs
 import httpx
 import pytest
+from redis_support import free_port
 
 from wmspanel_async import RealtimeStats, Target
 from wmspanel_async._exporter import serve_exporter
@@ -99,13 +99,6 @@ def test_the_example_alert_rules_pass_promtool() -> None:
 
 
 # -- a Prometheus server -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @attrs.frozen

@@ -191,6 +191,7 @@ async def test_the_event_stream_sends_each_new_snapshot(wmspanel_simulator: Simu
         # The browser left: its subscription ended with its response.
         assert app.state.board.fresh.stats.subscribers == 0
     events = browser.events
+    assert len(events) >= 12
     assert {event["name"] for event in events[:4]} == set(SLICES)  # the latest of each
     for later in events[4:12]:
         first = next(event for event in events if event["id"] == later["id"])
