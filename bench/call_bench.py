@@ -41,13 +41,10 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-NGINX = HERE.parent.parent / "shared" / "bench" / "nginx-loopback.sh"
-CLIENT_ID = "00000000-1111-2222-3333-444444444444"
-API_KEY = "0123456789abcdef0123456789abcdef"
+from loopback import API_KEY, CLIENT_ID, describe_package, nginx
+
 SLICE = "53e03c9978a6fc8596000001"
 PARAMS = {"data_slice": SLICE, "client_id": CLIENT_ID, "api_key": API_KEY}
 PATH = "/v1/realtime_data"
@@ -201,20 +198,6 @@ def measure(mode: str, port: int, calls: int, warmup: int) -> dict[str, Any]:
     return result
 
 
-def describe_package() -> str:
-    """Say which wmspanel_async the children import, and the state of its git tree."""
-    import wmspanel_async  # noqa: PLC0415
-
-    where = Path(wmspanel_async.__file__).resolve().parent.parent
-    state = subprocess.run(
-        ["git", "-C", str(where), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return f"wmspanel_async from {where} ({state or 'not a git tree'})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "PORT"))
@@ -230,13 +213,9 @@ def main() -> None:
 
     started = time.monotonic()
     print(describe_package(), flush=True)
-    port_text, pid_file = subprocess.run(
-        ["bash", str(NGINX)], capture_output=True, text=True, check=True, timeout=300
-    ).stdout.split()
-    port = int(port_text)
     modes: list[str] = args.modes
     rounds: list[dict[str, dict[str, Any]]] = []
-    try:
+    with nginx() as port:
         for index in range(args.repeats):
             shift = index % len(modes)
             results = {}
@@ -248,8 +227,6 @@ def main() -> None:
                     flush=True,
                 )
             rounds.append(results)
-    finally:
-        os.kill(int(Path(pid_file).read_text().strip()), 15)
 
     def cpu(mode: str) -> list[float]:
         return [r[mode]["cpu_us"] for r in rounds]

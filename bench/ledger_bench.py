@@ -61,12 +61,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from call_bench import API_KEY, CLIENT_ID, NGINX, describe_package
+from loopback import API_KEY, CLIENT_ID, describe_package, nginx
 
 from wmspanel_async import FileLedger, Ledger, MemoryLedger, QuotaStatus, WMSPanelClient
 from wmspanel_async._quota import quota_status, utc_now
 
-REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LIMIT = 10**9
 IN_FLIGHT = 10
 LEDGERS = ("memory", "file", "redis")
@@ -459,26 +459,6 @@ def redis_server() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-
-
-@contextlib.contextmanager
-def nginx() -> Iterator[int]:
-    """Run nginx on a free loopback port (../shared/bench/nginx-loopback.sh); yield the port."""
-    port_text, pid_file = subprocess.run(
-        ["bash", str(NGINX)], capture_output=True, text=True, check=True, timeout=300
-    ).stdout.split()
-    pid = int(Path(pid_file).read_text().strip())
-    try:
-        yield int(port_text)
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        shutil.rmtree(Path(pid_file).parent, ignore_errors=True)
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:

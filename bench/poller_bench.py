@@ -42,20 +42,16 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import httpx
+from loopback import API_KEY, CLIENT_ID, nginx
 
 from wmspanel_async import RealtimeStats, Snapshot, SnapshotStream, Target, WMSPanelClient
 from wmspanel_async._poller import PollSettings
 from wmspanel_async._quota import MemoryLedger, utc_now
 
-HERE = Path(__file__).resolve().parent
-NGINX = HERE.parent.parent / "shared" / "bench" / "nginx-loopback.sh"
-CLIENT_ID = "00000000-1111-2222-3333-444444444444"
-API_KEY = "0123456789abcdef0123456789abcdef"
 MODES = ("bare", "poller", "poller+bare-fetch")
 AIOHTTP_MODE = "poller-aiohttp"
 FLOOD = 2500  # targets of the first flood; doubled while a loop keeps up with most of them
@@ -440,11 +436,7 @@ def main() -> None:
         return
 
     started = time.monotonic()
-    port_text, pid_file = subprocess.run(
-        ["bash", str(NGINX)], capture_output=True, text=True, check=True, timeout=300
-    ).stdout.split()
-    port = int(port_text)
-    try:
+    with nginx() as port:
         log: list[str] = []
         poller = None
         if args.transport in ("httpx", "both"):
@@ -452,8 +444,6 @@ def main() -> None:
             print("\n".join(lines), flush=True)
         if args.transport in ("aiohttp", "both"):
             print("\n".join(aiohttp_part(port, log, poller)), flush=True)
-    finally:
-        os.kill(int(Path(pid_file).read_text().strip()), 15)
     print(f"(took {time.monotonic() - started:.0f} s)")
 
 
