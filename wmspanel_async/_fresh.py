@@ -531,16 +531,17 @@ class FreshSnapshots(_Poller):
                 self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
                 await anyio.sleep(period)
                 continue
-            if leading:
-                await self._lead(share, period)
-                if self._fatal is not None:
-                    return
-                continue
-            try:
-                await share.follow(self._take_shared, until=anyio.current_time() + period)
-            except RedisUnavailableError as exc:
-                self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
-                await anyio.sleep(period)
+            if not leading:
+                try:
+                    # One subscription while following: the latest snapshots are read once.
+                    await share.follow(self._take_shared, period)
+                except RedisUnavailableError as exc:
+                    self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
+                    await anyio.sleep(period)
+                    continue
+            await self._lead(share, period)
+            if self._fatal is not None:
+                return
 
     async def _lead(self, share: ShareSession, period: float) -> None:
         """Poll for every process, publishing each snapshot, until the lease is lost."""

@@ -341,8 +341,11 @@ class ShareSession:
         kept = await self._run("reading snapshots", lambda: redis.hgetall(self.snapshots_key))
         return [value if isinstance(value, bytes) else value.encode() for value in kept.values()]
 
-    async def follow(self, take: Callable[[bytes], None], until: float) -> None:
-        """Hand ``take`` each snapshot published until ``until`` (``anyio.current_time()``).
+    async def follow(self, take: Callable[[bytes], None], period: float) -> None:
+        """Follow the polling process until this one takes the lease; return holding it.
+
+        ``take`` gets the latest snapshots, then each one published; the lease is tried
+        every ``period`` seconds.
 
         Raises:
             RedisUnavailableError: Redis failed.
@@ -354,14 +357,19 @@ class ShareSession:
             await self._run("subscribing", lambda: pubsub.subscribe(self.channel))
             for snapshot in await self.latest():
                 take(snapshot)
-            while (left := until - anyio.current_time()) > 0:
-                try:
-                    message = await pubsub.get_message(timeout=min(left, REDIS_TIMEOUT))
-                except (RedisError, OSError) as exc:
-                    msg = f"Redis at {self.url} (following the shared poller) failed: {exc}"
-                    raise RedisUnavailableError(msg, url=self.url) from exc
-                if message is not None and message.get("type") == "message":
-                    take(message["data"])
+            until = anyio.current_time() + period
+            while True:
+                while (left := until - anyio.current_time()) > 0:
+                    try:
+                        message = await pubsub.get_message(timeout=min(left, REDIS_TIMEOUT))
+                    except (RedisError, OSError) as exc:
+                        msg = f"Redis at {self.url} (following the shared poller) failed: {exc}"
+                        raise RedisUnavailableError(msg, url=self.url) from exc
+                    if message is not None and message.get("type") == "message":
+                        take(message["data"])
+                if await self.take_lease():
+                    return
+                until += period
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(REDIS_TIMEOUT):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
