@@ -92,9 +92,6 @@ class Flights:
             del self._flights[key]
             if flight.done is not None:
                 flight.done.set()
-        if not flight.settled and self._closed:
-            msg = "the client was closed while this call was in flight"
-            raise ClientStateError(msg)
 
     @staticmethod
     def _outcome(flight: _Flight[_T]) -> _T:

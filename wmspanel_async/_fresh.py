@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -24,11 +24,9 @@ from ._constants import MAX_WATCHED_TARGETS, SUBSCRIPTION_BUFFER
 from ._exceptions import (
     ClientStateError,
     ConfigurationError,
-    InternalError,
     RedisUnavailableError,
     TargetLimitError,
     TargetNotWatchedError,
-    WMSPanelError,
 )
 from ._models import Snapshot, Target
 from ._poller import Fetch, PollerStats, PollSettings, _checked_target, _Poller, _TargetState
@@ -269,7 +267,6 @@ class FreshSnapshots(_Poller):
         self._readings = {target: _Reading(pinned=True) for target in self._states}
         self._subscriptions: list[Subscription] = []
         self._delivered: anyio.Event | None = None
-        self._fatal_traceback: TracebackType | None = None
         self._reads = 0
         self._dropped = 0
         self._dropped_unread = 0
@@ -437,8 +434,10 @@ class FreshSnapshots(_Poller):
     # -- the engine's hooks ----------------------------------------------------------------
 
     def _tick(self, state: _TargetState, now: float) -> None:
-        reading = self._readings[state.target]
-        if self._drop_unread_after is not None and not reading.pinned:
+        if (
+            self._drop_unread_after is not None
+            and not (reading := self._readings[state.target]).pinned
+        ):
             if reading.read or reading.waiting:
                 reading.read = False
                 reading.unread_ticks = 0
@@ -454,9 +453,6 @@ class FreshSnapshots(_Poller):
             else:
                 reading.unread_ticks += 1
         super()._tick(state, now)
-
-    def _holds(self, state: _TargetState) -> bool:
-        return False
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
         if self._leading:
@@ -505,7 +501,6 @@ class FreshSnapshots(_Poller):
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
-            self._fatal_traceback = exc.__traceback__
             # Readers may be few and far between: say it now, not at the next read.
             logger.error(
                 "keep_fresh() stopped polling: %s: %s; its readers get this error",
@@ -526,19 +521,13 @@ class FreshSnapshots(_Poller):
         period = share.share.lease / 3
         while True:
             try:
-                leading = await share.take_lease()
+                if not await share.take_lease():
+                    # One subscription while following: the latest snapshots are read once.
+                    await share.follow(self._take_shared, period)
             except RedisUnavailableError as exc:
                 self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
                 await anyio.sleep(period)
                 continue
-            if not leading:
-                try:
-                    # One subscription while following: the latest snapshots are read once.
-                    await share.follow(self._take_shared, period)
-                except RedisUnavailableError as exc:
-                    self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
-                    await anyio.sleep(period)
-                    continue
             await self._lead(share, period)
             if self._fatal is not None:
                 return
@@ -631,15 +620,11 @@ class FreshSnapshots(_Poller):
         reading = self._readings.get(target)
         if reading is None or self._state != "running" or self._fatal is not None:
             self._require_running()
-            raise self._not_watched(target)
+            raise self._not_watched(_checked_target(target))
         return reading
 
     @staticmethod
-    def _not_watched(target: object) -> WMSPanelError:
-        if not isinstance(target, Target):
-            return ConfigurationError(
-                f"expected a Target, got {type(target).__name__} {target!r:.60}"
-            )
+    def _not_watched(target: Target) -> TargetNotWatchedError:
         msg = f"{target} is not watched; give it to keep_fresh() or call fresh.watch(target) first"
         return TargetNotWatchedError(msg, target=target)
 
@@ -652,12 +637,3 @@ class FreshSnapshots(_Poller):
         if self._state == "stopped":
             msg = "this keep_fresh() block has been left; its snapshots are no longer kept fresh"
             raise ClientStateError(msg)
-
-    def _raise_fatal(self) -> NoReturn:
-        # The same error reaches every reader, each with the traceback of where it
-        # happened, as asyncio's futures do (re-raising would pile up tracebacks).
-        fatal = self._fatal
-        if fatal is None:  # pragma: no cover - only called once polling failed
-            msg = "keep_fresh() has not failed"
-            raise InternalError(msg)
-        raise fatal.with_traceback(self._fatal_traceback)

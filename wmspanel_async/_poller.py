@@ -23,7 +23,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -266,6 +266,7 @@ class _Poller:
         self._tasks_scope: anyio.CancelScope | None = None
         self._state: Literal["new", "running", "stopped"] = "new"
         self._fatal: BaseException | None = None
+        self._fatal_traceback: TracebackType | None = None
         self._fatal_raised = False
 
         self._counts = _PollCounts()
@@ -320,7 +321,7 @@ class _Poller:
             self._dispatch_receive.close()
         if exc is None and self._fatal is not None and not self._fatal_raised:
             self._fatal_raised = True
-            raise self._fatal
+            self._raise_fatal()
 
     # -- live changes ------------------------------------------------------------------
 
@@ -569,7 +570,7 @@ class _Poller:
         counts = self._counts
         if state.busy:
             counts.skipped_busy += 1
-        elif self._holds(state):
+        elif state.pending is not None:  # the consumer has not taken its last snapshot
             counts.skipped_slow_consumer += 1
         elif due < state.not_before - SLOT_EPSILON or (
             state.failures and self._busy_down >= self._down_limit
@@ -729,16 +730,21 @@ class _Poller:
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
-            self._fatal = exc
+            self._fatal, self._fatal_traceback = exc, exc.__traceback__
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
         self._wake_readers()
 
-    # -- what the subclasses do with the snapshots -----------------------------------------
+    def _raise_fatal(self) -> NoReturn:
+        # The same error may be raised to many readers, each time with the traceback of
+        # where it happened, as asyncio's futures do (re-raising would pile up tracebacks).
+        fatal = self._fatal
+        if fatal is None:  # pragma: no cover - only called once polling failed
+            msg = "the poller has not failed"
+            raise InternalError(msg)
+        raise fatal.with_traceback(self._fatal_traceback)
 
-    def _holds(self, state: _TargetState) -> bool:
-        """Whether ``state``'s target still holds a snapshot nobody took (skip its tick)."""
-        raise NotImplementedError
+    # -- what the subclasses do with the snapshots -----------------------------------------
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
         """Hand over the snapshot of a poll of a target still polled."""
@@ -807,7 +813,7 @@ class SnapshotStream(_Poller):
         while True:
             if self._fatal is not None:
                 self._fatal_raised = True
-                raise self._fatal
+                self._raise_fatal()
             if self._state == "stopped":
                 raise StopAsyncIteration
             if self._ready:
@@ -854,9 +860,6 @@ class SnapshotStream(_Poller):
     def stats(self) -> PollerStats:
         """What the poller has done so far; see :class:`PollerStats`."""
         return PollerStats(**self._stats_fields())
-
-    def _holds(self, state: _TargetState) -> bool:
-        return state.pending is not None
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
         if self._only_changes:
