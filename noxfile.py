@@ -9,9 +9,17 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "tests_bare", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "tests_bare", "tests_lowest", "lint", "typecheck", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+#: Every version each check installs, for Python 3.10-3.13, every extra and every group:
+#: a release of a dependency reaches the checks when `nox -s lock` takes it in, not the day
+#: it appears. pip reads it as a constraints file, so a fresh machine needs nothing but pip.
+LOCK = "requirements/constraints.txt"
+#: The lowest version of each runtime dependency and extra that pyproject.toml allows (and
+#: of the test tools), resolved for the oldest Python we support.
+LOWEST_LOCK = "requirements/lowest.txt"
+EXTRAS = ",".join(PYPROJECT["project"]["optional-dependencies"])
 #: From the classifiers, so that pyproject.toml says once which Pythons we support.
 SUPPORTED_PYTHONS = nox.project.python_versions(PYPROJECT)
 
@@ -37,16 +45,27 @@ PYTHONS = [python for python in SUPPORTED_PYTHONS if _runs(python)] or None
 #: `heavy` (real servers, subprocesses, property searches), which test no version-specific
 #: code of ours, to keep CI well under 15 minutes.
 FULL_SUITE_PYTHON = PYTHONS[-1] if PYTHONS else None
+OLDEST_PYTHON = PYTHONS[0] if PYTHONS else None
+#: The tests that every Python runs, and the lowest and newest versions too.
+FAST_TESTS = ["--no-cov", "-m", "not heavy"]
+
+
+def _groups(*names: str) -> list[str]:
+    return [req for name in names for req in nox.project.dependency_groups(PYPROJECT, name)]
+
+
+def _install_locked(session: nox.Session, *args: str) -> None:
+    session.install("-c", LOCK, *args)
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite; on the newest Python all of it, with branch coverage (95 %+)."""
-    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "test"))
+    _install_locked(session, "-e", ".[cli,testing]", *_groups("test"))
     if session.python == FULL_SUITE_PYTHON:
         options = ["--cov", "--cov-report=term", "--cov-fail-under=95"]
     else:
-        options = ["--no-cov", "-m", "not heavy"]
+        options = FAST_TESTS
     session.run("pytest", *options, *session.posargs)
 
 
@@ -56,9 +75,54 @@ def tests_bare(session: nox.Session) -> None:
 
     Tests of the command line skip themselves there: it is what the ``cli`` extra adds.
     """
-    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    _install_locked(session, ".", *_groups("test"))
     session.run("python", "-c", "import wmspanel_async, wmspanel_async.testing")
     session.run("pytest", "--no-cov", "-q", *session.posargs)
+
+
+@nox.session(python=OLDEST_PYTHON)
+def tests_lowest(session: nox.Session) -> None:
+    """Run the fast tests on the lowest versions pyproject.toml allows, on the oldest Python.
+
+    A minimum we claim is a minimum we test: raise it in pyproject.toml (then ``nox -s lock``)
+    where this fails.
+    """
+    session.install("-c", LOWEST_LOCK, "-e", f".[{EXTRAS}]", *_groups("test"))
+    session.run("pytest", *FAST_TESTS, *session.posargs)
+
+
+@nox.session(python=FULL_SUITE_PYTHON)
+def tests_latest(session: nox.Session) -> None:
+    """Run the fast tests and the type check on the newest release of everything.
+
+    Not in the default set: a release that breaks us shows here the day it appears, as a
+    warning, while the locked checks stay green until ``nox -s lock`` takes it in.
+    """
+    session.install(
+        "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]", *_groups("test", "typecheck")
+    )
+    session.run("pytest", *FAST_TESTS, *session.posargs)
+    session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
+
+
+@nox.session(python=OLDEST_PYTHON)
+def lock(session: nox.Session) -> None:
+    """Resolve the lock files again from pyproject.toml: run it after changing a requirement.
+
+    uv resolves once for every Python from 3.10 on (``--universal``), with markers where a
+    version differs, and in seconds; the checks then install with plain pip.
+    """
+    _install_locked(session, *_groups("lock"))
+    compile_ = [
+        "uv", "pip", "compile", "pyproject.toml", "--all-extras", "--quiet",
+        f"--python-version={SUPPORTED_PYTHONS[0]}", "--custom-compile-command=nox -s lock",
+    ]  # fmt: skip
+    every_group = [f"--group={name}" for name in PYPROJECT["dependency-groups"]]
+    session.run(*compile_, *every_group, "--universal", f"--output-file={LOCK}")
+    session.run(
+        *compile_, "--group=test", "--resolution=lowest-direct", "--no-annotate",
+        f"--output-file={LOWEST_LOCK}",
+    )  # fmt: skip
 
 
 @nox.session(python=None)
@@ -67,14 +131,14 @@ def soak(session: nox.Session) -> None:
 
     Pass options after ``--``, for example ``nox -s soak -- --minutes 1``.
     """
-    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "test"))
+    _install_locked(session, "-e", ".[cli,testing]", *_groups("test"))
     session.run("python", "bench/soak.py", *session.posargs)
 
 
 @nox.session(python=None)
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    _install_locked(session, *_groups("lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -86,7 +150,7 @@ def typecheck(session: nox.Session) -> None:
     pyright's --verifytypes reads the package as users get it, so it is installed here,
     not in editable mode; the score must stay 100 %.
     """
-    session.install(".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    _install_locked(session, ".[cli,testing]", *_groups("typecheck"))
     session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
     session.run("pyright", "--verifytypes", "wmspanel_async", "--ignoreexternal")
 
@@ -94,7 +158,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=None)
 def docs(session: nox.Session) -> None:
     """Build the docs with warnings as errors, and doctest their examples."""
-    session.install("-e", ".[cli,testing]", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    _install_locked(session, "-e", ".[cli,testing]", *_groups("docs"))
     build = Path(session.create_tmp()) / "docs"
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(build / "html"))
     session.run(

@@ -372,4 +372,4 @@ class ShareSession:
                 until += period
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(REDIS_TIMEOUT):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
