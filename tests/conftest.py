@@ -36,6 +36,7 @@ HEAVY_MODULES = frozenset(
         "test_ledger",
         "test_plugin",
         "test_properties",
+        "test_redis_faults",
         "test_share",
     }
 )

@@ -67,10 +67,10 @@ def test_snapshots_cross_as_versioned_json() -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ('{"v": 2, "target": []}', "format 2 and this version of wmspanel-async reads format 1"),
+        ('{"v": 1, "target": []}', "format 1 and this version of wmspanel-async reads format 2"),
         ('{"target": []}', "format None"),
         ("[]", "not a shared snapshot"),
-        ('{"v": 1, "target": ["a"]}', "a malformed shared snapshot"),
+        ('{"v": 2, "target": ["a"]}', "a malformed shared snapshot"),
     ],
 )
 def test_a_snapshot_of_another_version_is_refused_saying_so(text: str, says: str) -> None:
@@ -195,7 +195,7 @@ async def test_a_reader_of_another_version_says_so(
                     )
                     snapshot = await fresh.wait(A)
     assert snapshot.fetched_at == NOON
-    assert caplog.text.count("reads format 1") == 1
+    assert caplog.text.count("reads format 2") == 1
 
 
 # -- several processes ---------------------------------------------------------------------

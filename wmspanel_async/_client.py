@@ -223,6 +223,10 @@ class WMSPanelClient:
             ``wmspanel_async.redis.RedisLedger`` for processes anywhere. Yours to close.
         quota_file: Shorthand for ``ledger=FileLedger(quota_file)``: the day's count
             survives restarts and is shared by the processes using the file.
+        account: The name of the account whose daily calls this client spends, under
+            which the ledger counts them; defaults to ``client_id``. Clients with per-user
+            keys of one account (each its own ``client_id``) spend one limit: give them
+            the same ``account`` and ledger.
 
     Raises:
         ConfigurationError: Credentials are missing, the base URL is not HTTPS, an
@@ -248,8 +252,14 @@ class WMSPanelClient:
         clock: UTCClock = utc_now,
         ledger: Ledger | None = None,
         quota_file: str | os.PathLike[str] | None = None,
+        account: str | None = None,
     ) -> None:
         self.client_id: str = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
+        if account is not None and not (isinstance(account, str) and account):
+            msg = f"account must be a non-empty name, got {account!r:.60}"
+            raise ConfigurationError(msg)
+        #: The account whose daily calls this client spends; ledgers count by it.
+        self.account: str = account or self.client_id
         api_key = _setting(api_key, "WMSPANEL_API_KEY", "API key")
         self.base_url: httpx.URL = _checked_base_url(
             base_url or os.environ.get("WMSPANEL_BASE_URL") or DEFAULT_BASE_URL
@@ -353,7 +363,7 @@ class WMSPanelClient:
         No I/O: a shared ledger's count is as of this client's last call, or the last
         refresh of a poller's (about once a minute).
         """
-        return self.ledger.status(self.client_id, self.daily_limit, self._clock())
+        return self.ledger.status(self.account, self.daily_limit, self._clock())
 
     async def refresh_quota(self) -> QuotaStatus:
         """Read the day's count from the ledger again, as other processes left it.
@@ -362,7 +372,7 @@ class WMSPanelClient:
             RedisUnavailableError: A Redis ledger did not answer.
         """
         self._check_usable()
-        return await self.ledger.refresh(self.client_id, self.daily_limit, self._clock())
+        return await self.ledger.refresh(self.account, self.daily_limit, self._clock())
 
     async def data_slices(self, *, show_servers: bool = False) -> list[DataSlice]:
         """Fetch the data slices this key may see (``GET /v1/data_slices``).
@@ -600,7 +610,7 @@ class WMSPanelClient:
         retry_costs = 0
         attempt = 0
         while True:
-            status = await self.ledger.reserve(self.client_id, self.daily_limit, self._clock())
+            status = await self.ledger.reserve(self.account, self.daily_limit, self._clock())
             try:
                 body = await self._attempt(path, params, attempt, max_retries)
             except (APIConnectionError, APIStatusError) as error:
@@ -874,7 +884,7 @@ class WMSPanelClient:
             if not isinstance(given, RedisShare):
                 msg = f"share must be a RedisShare, got {given!r:.60}"
                 raise ConfigurationError(msg)
-            session = given.session(self.client_id, [target_key(t) for t in targets])
+            session = given.session(self.account, [target_key(t) for t in targets])
         return FreshSnapshots(
             self._poll_once,
             targets,

@@ -31,7 +31,7 @@ from ._exceptions import (
 from ._models import Snapshot, Target
 from ._poller import Fetch, PollerStats, PollSettings, _checked_target, _Poller, _TargetState
 from ._transport import require_asyncio
-from ._wire import WireFormatError, dump_snapshot, load_snapshot, target_key
+from ._wire import WireFormatError, dump_snapshot, load_shared, target_key
 
 if TYPE_CHECKING:
     from ._redis import ShareSession
@@ -40,6 +40,9 @@ logger = logging.getLogger("wmspanel_async.poller")
 
 #: Snapshots waiting to be published to Redis at most; beyond, the oldest are dropped.
 OUTBOX_SIZE = 1024
+#: The share of a lease that its holder polls on after the last renewal it sent: the rest
+#: is the margin for Redis's clock running faster than ours, and for scheduling.
+LEASE_FENCE = 0.8
 
 
 def _positive_or_none(value: object, name: str) -> int | None:
@@ -278,6 +281,7 @@ class FreshSnapshots(_Poller):
         self._outbox: collections.deque[Snapshot] = collections.deque(maxlen=OUTBOX_SIZE)
         self._outbox_ready: anyio.Event | None = None
         self._warned: set[str] = set()
+        self._generation = 0  # of the newest lease whose snapshots were taken
 
     async def __aenter__(self) -> FreshSnapshots:
         if self._share is not None:
@@ -533,27 +537,45 @@ class FreshSnapshots(_Poller):
                 return
 
     async def _lead(self, share: ShareSession, period: float) -> None:
-        """Poll for every process, publishing each snapshot, until the lease is lost."""
+        """Poll for every process, publishing each snapshot, until the lease is lost.
+
+        Fencing by time: the lease expires for the others ``lease`` seconds after its last
+        renewal reached Redis, so this process stops polling ``LEASE_FENCE`` of a lease
+        after it sent its last renewal that succeeded, whether or not Redis answers by then:
+        through a partition, the two sides never poll at once.
+        """
         logger.info("polling for every process that shares these targets (%s)", share.url)
         self._leading = True
+        self._generation = share.generation
         self._reset()
+        fenced_for = share.share.lease * LEASE_FENCE
         try:
             async with anyio.create_task_group() as task_group:
+                polling = task_group.cancel_scope
+                polling.deadline = anyio.current_time() + fenced_for
                 task_group.start_soon(self._run)
-                task_group.start_soon(self._publish, share)
+                task_group.start_soon(self._publish, share, polling)
                 while True:
                     await anyio.sleep(period)
                     if self._fatal is not None:
                         break
+                    sent = anyio.current_time()
                     try:
                         if not await share.renew_lease():
                             logger.warning("another process polls now; following it")
                             break
                     except RedisUnavailableError as exc:
-                        # Nobody else can take the lease while Redis is away: polling on
-                        # polls no target twice.
-                        self._warn_once("share", "cannot renew the lease; polling on: %s", exc)
-                task_group.cancel_scope.cancel()
+                        self._warn_once("share", "cannot renew the lease: %s", exc)
+                    else:
+                        polling.deadline = sent + fenced_for
+                        self._warned.discard("share")
+                polling.cancel()
+            if polling.cancelled_caught and polling.deadline <= anyio.current_time():
+                logger.warning(
+                    "could not renew the lease for %.1f s: stopped polling, so that another "
+                    "process can take over; polling again once this one holds the lease",
+                    fenced_for,
+                )
         finally:
             self._leading = False
             # Given up at once, so that another process takes over now; if Redis is away,
@@ -565,14 +587,20 @@ class FreshSnapshots(_Poller):
             ):
                 await share.release_lease()
 
-    async def _publish(self, share: ShareSession) -> None:
+    async def _publish(self, share: ShareSession, polling: anyio.CancelScope) -> None:
         while True:
             while self._outbox:
                 snapshot = self._outbox.popleft()
+                shared = dump_snapshot(snapshot, generation=share.generation)
                 try:
-                    await share.publish(target_key(snapshot.target), dump_snapshot(snapshot))
+                    published = await share.publish(target_key(snapshot.target), shared)
                 except RedisUnavailableError as exc:
                     self._warn_once("publish", "cannot publish snapshots: %s", exc)
+                    continue
+                if not published:
+                    logger.warning("another process holds the lease now; following it")
+                    polling.cancel()
+                    return
             self._outbox_ready = anyio.Event()
             await self._outbox_ready.wait()
             self._outbox_ready = None
@@ -580,10 +608,13 @@ class FreshSnapshots(_Poller):
     def _take_shared(self, data: bytes) -> None:
         """Keep a snapshot that the polling process published, if it is newer."""
         try:
-            snapshot = load_snapshot(data)
+            snapshot, generation = load_shared(data)
         except WireFormatError as exc:
             self._warn_once("wire", "ignoring a shared snapshot: %s", exc)
             return
+        if generation < self._generation:
+            return  # from a poller deposed since: fenced off
+        self._generation = generation
         state = self._states.get(snapshot.target)
         reading = self._readings.get(snapshot.target)
         if state is None or state.removed or reading is None:

@@ -69,15 +69,15 @@ class Ledger(abc.ABC):
     Give one to :class:`WMSPanelClient` as ``ledger=``; the client calls these methods.
     :class:`MemoryLedger` (the default) counts for one client, :class:`FileLedger` for the
     processes of one machine, and ``wmspanel_async.redis.RedisLedger`` for processes
-    anywhere. Counts are kept per ``client_id``.
+    anywhere. Counts are kept per ``account``.
     """
 
     @abc.abstractmethod
-    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        """Count one call of ``client_id``, or refuse it when the day's ``limit`` is spent.
+    async def reserve(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        """Count one call of ``account``, or refuse it when the day's ``limit`` is spent.
 
         Args:
-            client_id: The account.
+            account: The account whose calls these are: the client's ``account``.
             limit: Calls allowed per UTC day.
             now: The client's clock; a shared ledger may use a clock of its own.
 
@@ -89,16 +89,16 @@ class Ledger(abc.ABC):
         """
 
     @abc.abstractmethod
-    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+    def status(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
         """Return the day's status as this ledger last saw it, without I/O."""
 
-    async def refresh(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
+    async def refresh(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
         """Read the day's count again, as other processes left it, and return the status.
 
         A ledger that only this process writes has nothing to read: the default returns
         :meth:`status`.
         """
-        return self.status(client_id, limit, now)
+        return self.status(account, limit, now)
 
     async def aclose(self) -> None:  # noqa: B027 - most ledgers hold nothing to close
         """Release what the ledger holds (connections)."""
@@ -131,22 +131,22 @@ class MemoryLedger(Ledger):
     def __init__(self) -> None:
         self._counts: dict[str, _DayCount] = {}
 
-    def _count(self, client_id: str, now: dt.datetime) -> _DayCount:
-        count = self._counts.get(client_id)
+    def _count(self, account: str, now: dt.datetime) -> _DayCount:
+        count = self._counts.get(account)
         if count is None:
-            count = self._counts[client_id] = _DayCount(now.astimezone(dt.timezone.utc).date())
+            count = self._counts[account] = _DayCount(now.astimezone(dt.timezone.utc).date())
         count.roll_over(now)
         return count
 
-    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        count = self._count(client_id, now)
+    async def reserve(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        count = self._count(account, now)
         if count.used >= limit:
             raise exhausted(limit, now)
         count.used += 1
         return quota_status(count.used, limit, now)
 
-    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        return quota_status(self._count(client_id, now).used, limit, now)
+    def status(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        return quota_status(self._count(account, now).used, limit, now)
 
 
 class FileLedger(Ledger):
@@ -187,19 +187,19 @@ class FileLedger(Ledger):
     def __repr__(self) -> str:
         return f"<FileLedger {str(self.path)!r}>"
 
-    async def reserve(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        used = await anyio.to_thread.run_sync(self._locked, self._take, client_id, limit, now)
+    async def reserve(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        used = await anyio.to_thread.run_sync(self._locked, self._take, account, limit, now)
         return quota_status(used, limit, now)
 
-    def status(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        count = self._seen.get(client_id)
+    def status(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        count = self._seen.get(account)
         if count is None:
             return quota_status(0, limit, now)
         count.roll_over(now)
         return quota_status(count.used, limit, now)
 
-    async def refresh(self, client_id: str, limit: int, now: dt.datetime) -> QuotaStatus:
-        used = await anyio.to_thread.run_sync(self._locked, self._read, client_id, limit, now)
+    async def refresh(self, account: str, limit: int, now: dt.datetime) -> QuotaStatus:
+        used = await anyio.to_thread.run_sync(self._locked, self._read, account, limit, now)
         return quota_status(used, limit, now)
 
     # -- in the worker thread, under the lock ------------------------------------------------
@@ -207,40 +207,47 @@ class FileLedger(Ledger):
     def _locked(
         self,
         action: Callable[[str, int, dt.datetime], int],
-        client_id: str,
+        account: str,
         limit: int,
         now: dt.datetime,
     ) -> int:
-        with self._lock_path.open("a") as lock:
+        try:
+            lock = self._lock_path.open("a")
+        except OSError as exc:
+            # Its directory was removed, or its disk unmounted: counting goes on in this
+            # process's memory (``_counted`` never counts below it), as when a save fails.
+            self._warn_unsaved(exc)
+            return action(account, limit, now)
+        with lock:
             _lock(lock.fileno())
             try:
-                return action(client_id, limit, now)
+                return action(account, limit, now)
             finally:
                 _unlock(lock.fileno())
 
-    def _read(self, client_id: str, limit: int, now: dt.datetime) -> int:
-        return self._counted(client_id, now.astimezone(dt.timezone.utc).date(), self._load())
+    def _read(self, account: str, limit: int, now: dt.datetime) -> int:
+        return self._counted(account, now.astimezone(dt.timezone.utc).date(), self._load())
 
-    def _take(self, client_id: str, limit: int, now: dt.datetime) -> int:
+    def _take(self, account: str, limit: int, now: dt.datetime) -> int:
         today = now.astimezone(dt.timezone.utc).date()
         days = self._load()
-        used = self._counted(client_id, today, days)
+        used = self._counted(account, today, days)
         if used >= limit:
             raise exhausted(limit, now)
         counts = days.get(today.isoformat(), {})
-        counts[client_id] = used = used + 1
+        counts[account] = used = used + 1
         self._save({today.isoformat(): counts})  # older days are dropped
-        self._seen[client_id] = _DayCount(today, used)
+        self._seen[account] = _DayCount(today, used)
         return used
 
-    def _counted(self, client_id: str, today: dt.date, days: dict[str, dict[str, int]]) -> int:
+    def _counted(self, account: str, today: dt.date, days: dict[str, dict[str, int]]) -> int:
         """Return today's count in ``days``, never below what this process counted today."""
-        used = days.get(today.isoformat(), {}).get(client_id, 0)
-        seen = self._seen.get(client_id)
+        used = days.get(today.isoformat(), {}).get(account, 0)
+        seen = self._seen.get(account)
         if seen is not None and seen.day == today:
             # The file may have failed to save, or become unreadable.
             used = max(used, seen.used)
-        self._seen[client_id] = _DayCount(today, used)
+        self._seen[account] = _DayCount(today, used)
         return used
 
     def _load(self) -> dict[str, dict[str, int]]:
@@ -248,8 +255,9 @@ class FileLedger(Ledger):
             saved = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring the unreadable quota file %r (%s)", str(self.path), exc)
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            reason = exc if not isinstance(exc, RecursionError) else "nested too deep"
+            logger.warning("ignoring the unreadable quota file %r (%s)", str(self.path), reason)
             return {}
         days = saved.get("days") if isinstance(saved, dict) else None
         if not isinstance(days, dict):
@@ -267,13 +275,22 @@ class FileLedger(Ledger):
             temporary.write_text(json.dumps({"days": days}), encoding="utf-8")
             os.replace(temporary, self.path)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            # Counting goes on in this process: a full disk must not stop the calls.
-            if not self._save_failed:
-                logger.warning("cannot save the quota file %r (%s)", str(self.path), exc)
-            self._save_failed = True
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            self._warn_unsaved(exc)
         else:
             self._save_failed = False
+
+    def _warn_unsaved(self, exc: OSError) -> None:
+        # Counting goes on in this process: a full disk must not stop the calls.
+        if not self._save_failed:
+            logger.warning(
+                "cannot save the quota file %r (%s); counting in this process's memory until "
+                "it can",
+                str(self.path),
+                exc,
+            )
+        self._save_failed = True
 
 
 if sys.platform == "win32":  # pragma: no cover - the suite runs on Linux

@@ -16,7 +16,7 @@ from ._exceptions import WMSPanelError
 from ._models import GeoEntry, RealtimeStats, Snapshot, Target
 
 #: The version of the format written here.
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 
 
 class WireFormatError(ValueError):
@@ -28,12 +28,13 @@ def target_key(target: Target) -> str:
     return json.dumps([target.data_slice, target.stream, target.server])
 
 
-def dump_snapshot(snapshot: Snapshot) -> str:
-    """Return ``snapshot`` as JSON text."""
+def dump_snapshot(snapshot: Snapshot, *, generation: int = 0) -> str:
+    """Return ``snapshot`` as JSON text, from the poller of the lease's ``generation``."""
     stats, error = snapshot.stats, snapshot.error
     return json.dumps(
         {
             "v": WIRE_VERSION,
+            "g": generation,
             "target": [snapshot.target.data_slice, snapshot.target.stream, snapshot.target.server],
             "stats": None
             if stats is None
@@ -65,6 +66,15 @@ def load_snapshot(text: str | bytes) -> Snapshot:
     Raises:
         WireFormatError: Another version wrote it, or it is not a snapshot.
     """
+    return load_shared(text)[0]
+
+
+def load_shared(text: str | bytes) -> tuple[Snapshot, int]:
+    """Return the snapshot that :func:`dump_snapshot` wrote, and its lease's generation.
+
+    Raises:
+        WireFormatError: Another version wrote it, or it is not a snapshot.
+    """
     try:
         data = json.loads(text)
         version = data.get("v")
@@ -80,7 +90,8 @@ def load_snapshot(text: str | bytes) -> Snapshot:
     try:
         data_slice, stream, server = data["target"]
         stats = data["stats"]
-        return Snapshot(
+        generation = int(data["g"])
+        snapshot = Snapshot(
             target=Target(data_slice, stream=stream, server=server),
             stats=None
             if stats is None
@@ -96,6 +107,7 @@ def load_snapshot(text: str | bytes) -> Snapshot:
     except (KeyError, TypeError, ValueError, WMSPanelError) as exc:
         msg = f"a malformed shared snapshot: {type(exc).__name__}: {exc}"
         raise WireFormatError(msg) from None
+    return snapshot, generation
 
 
 def _load_error(data: dict[str, Any]) -> WMSPanelError:
