@@ -26,6 +26,7 @@ from wmspanel_async import (
     FileLedger,
     MemoryLedger,
     QuotaExhaustedError,
+    QuotaStatus,
     RedisUnavailableError,
     Target,
     WMSPanelClient,
@@ -61,6 +62,32 @@ async def test_file_ledger_of_another_day_starts_at_zero(tmp_path: Path) -> None
     assert (await ledger.refresh(CLIENT_ID, 15_000, NOON)).used == 0
     assert (await ledger.reserve(CLIENT_ID, 15_000, NOON)).used == 1
     assert json.loads(path.read_text()) == {"days": {"2024-05-01": {CLIENT_ID: 1}}}
+
+
+@pytest.mark.anyio
+async def test_file_ledger_status_shows_the_new_day_at_midnight_utc(
+    tmp_path: Path, local_time_zone: str
+) -> None:
+    """status() at 00:00 UTC reads the new day, used 0, with no call or refresh in between.
+
+    Both for a count this ledger made and for one read from the file when the ledger was
+    made; ``now`` is given in the local zone, and the file is left as it was (no I/O).
+    """
+    path = tmp_path / "quota.json"
+    last_moment = dt.datetime(2024, 5, 1, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+    midnight = dt.datetime(2024, 5, 2, tzinfo=dt.timezone.utc)
+    counting = FileLedger(path)
+    for _ in range(3):
+        await counting.reserve(CLIENT_ID, 10, last_moment)
+    saved = path.read_text()
+    for ledger in (counting, FileLedger(path)):
+        assert ledger.status(CLIENT_ID, 10, last_moment.astimezone()) == QuotaStatus(
+            used=3, remaining=7, limit=10, resets_at=midnight
+        )
+        assert ledger.status(CLIENT_ID, 10, midnight.astimezone()) == QuotaStatus(
+            used=0, remaining=10, limit=10, resets_at=midnight + dt.timedelta(days=1)
+        )
+    assert path.read_text() == saved
 
 
 @pytest.mark.anyio
