@@ -11,7 +11,18 @@ import logging
 import anyio
 import httpx
 import pytest
-from support import A, B, C, FakeAPI, evenly, gaps, make_polling_client, realtime_response
+from support import (
+    NOON,
+    A,
+    B,
+    C,
+    FakeAPI,
+    FakeUTCClock,
+    evenly,
+    gaps,
+    make_polling_client,
+    realtime_response,
+)
 
 from wmspanel_async import (
     AuthenticationError,
@@ -79,6 +90,29 @@ async def test_wait_newer_than_sleeps_until_the_next_poll() -> None:
         assert [connected(first), connected(second)] == [1, 2]
         assert waited == pytest.approx(INTERVAL, abs=1e-3)
         assert await fresh.wait(A, newer_than=first) is second  # older: at once
+
+
+async def test_wait_newer_than_tells_apart_two_polls_of_one_clock_reading() -> None:
+    """Two polls with the same fetched_at (a frozen UTC clock) are still two snapshots.
+
+    wait(newer_than=first) sleeps until the second poll, one interval later, and returns
+    it; neither returns the first again nor waits for a later fetched_at.
+    """
+    api = counting_api()
+    async with (
+        make_polling_client(api, utc=FakeUTCClock(NOON)) as client,
+        client.keep_fresh([A], interval=INTERVAL) as fresh,
+    ):
+        first = await fresh.wait(A)
+        started = anyio.current_time()
+        with anyio.fail_after(3 * INTERVAL):
+            second = await fresh.wait(A, newer_than=first)
+        waited = anyio.current_time() - started
+        assert second.fetched_at == first.fetched_at == NOON
+        assert [connected(first), connected(second)] == [1, 2]
+        assert waited == pytest.approx(INTERVAL, abs=1e-3)
+        assert await fresh.wait(A, newer_than=first) is second
+        assert len(api.requests) == 2
 
 
 async def test_many_readers_wait_for_one_poll() -> None:
