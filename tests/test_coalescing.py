@@ -10,7 +10,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from support import A, B, FakeAPI, make_polling_client, realtime_response
+from support import CLOCK_SLACK, A, B, FakeAPI, make_polling_client, realtime_response
 
 from wmspanel_async import (
     ClientStateError,
@@ -186,6 +186,32 @@ async def test_max_age_answers_from_figures_fetched_within_it() -> None:
         third = await client.realtime(A.data_slice)
     assert [first.connected, second.connected, third.connected] == [1, 2, 3]
     assert len(api.requests) == 3
+
+
+async def test_max_age_includes_figures_exactly_that_old() -> None:
+    """Figures fetched exactly max_age seconds ago are answered from memory, unsent.
+
+    The docs say "at most max_age seconds ago": max_age=0 at the instant of the fetch
+    answers from memory too, and a clock tick past max_age sends a request.
+    """
+    api = FakeAPI()
+    answers = iter(range(1, 100))
+    api.answers[A.data_slice] = lambda nth, now: realtime_response(next(answers))
+    async with make_polling_client(api) as client:
+        first = await client.realtime(A.data_slice)
+        fetched = anyio.current_time()
+        assert await client.realtime(A.data_slice, max_age=0) is first
+        await anyio.sleep(5.0)
+        assert anyio.current_time() - fetched == 5.0  # exactly, on the virtual clock
+        assert await client.realtime(A.data_slice, max_age=5.0) is first
+        assert len(api.requests) == 1
+        second = await client.realtime(A.data_slice, max_age=0)  # 5 s old: asks again
+        assert await client.realtime(A.data_slice, max_age=0) is second
+        await anyio.sleep(5.001)
+        third = await client.realtime(A.data_slice, max_age=5.0)
+    assert [first.connected, second.connected, third.connected] == [1, 2, 3]
+    times = [when - fetched for when, _ in api.requests]
+    assert times == pytest.approx([0.0, 5.0, 10.001], abs=CLOCK_SLACK)
 
 
 async def test_max_age_is_fed_by_the_poller_and_realtime_many() -> None:
