@@ -147,6 +147,39 @@ def test_budget_counts_the_reserve_and_requests_in_flight(
 
 
 @pytest.mark.parametrize(
+    ("reserve", "limit", "reserved"),
+    [
+        (0.05, 10, 1),  # 0.5: half a call kept is a whole one
+        (0.05, 15_001, 751),  # 750.05
+        (0.05, 15_009, 751),  # 750.45: just below a half, still up
+        (0.05, 15_011, 751),  # 750.55: just above a half
+        (0.05, 15_019, 751),  # 750.95
+        (0.05, 15_000, 750),  # whole: kept as it is
+        (0.27, 15_000, 4_050),  # whole, though 0.27 * 15_000 is 4050.0000000000005 in floats
+        (0.07, 100, 7),  # the same: 7.000000000000001 in floats
+        (0.0, 15_000, 0),
+    ],
+)
+def test_the_reserve_is_rounded_up_to_whole_calls(
+    reserve: float, limit: int, reserved: int
+) -> None:
+    """The reserve is the fraction of the daily limit rounded up: never less is left.
+
+    "reserve=0.1 leaves 10 %" (docs/poller.md): a fraction of a call is kept as a whole
+    one, whichever side of a half it is, and a product that is whole stays as it is. The
+    plan, the pause notice and the poller's budget all count the same reserve.
+    """
+    governor = QuotaGovernor(reserve, "stretch")
+    left = status(reserved + 1, limit)
+    assert governor.reserved_calls(left) == reserved
+    plan = governor.plan(left, rate=0.0, now=before_midnight(60))
+    assert (plan.reserved, plan.available) == (reserved, 1)
+    assert f"{reserved} kept in reserve" in governor.pause_notice(left, 60)
+    assert not governor.budget_spent(left, in_flight=0)
+    assert governor.budget_spent(status(reserved, limit), in_flight=0)
+
+
+@pytest.mark.parametrize(
     ("reserve", "on_quota", "message"),
     [
         (1.0, "stretch", r"reserve must be a fraction of the daily limit in \[0, 1\), got 1.0"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from decimal import Decimal
 from typing import Literal
 
 import attrs
@@ -110,8 +111,12 @@ class QuotaGovernor:
             raise ConfigurationError(msg)
 
     def reserved_calls(self, status: QuotaStatus) -> int:
-        """Return the calls of the day kept for other calls than the poller's."""
-        return math.ceil(self.reserve * status.limit)
+        """Return the calls of the day kept for other calls than the poller's.
+
+        The fraction of the limit, rounded up; worked out in decimal, as the fraction is
+        written, since float products are a hair off (0.07 * 100 is 7.000000000000001).
+        """
+        return math.ceil(Decimal(repr(self.reserve)) * status.limit)
 
     def plan(self, status: QuotaStatus, *, rate: float, now: dt.datetime) -> QuotaPlan:
         """Compare a schedule of ``rate`` calls per second with the calls left today.
