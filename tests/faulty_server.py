@@ -280,15 +280,25 @@ async def _read_request(
 
 @asynccontextmanager
 async def faulty_server(
-    behaviour: Behaviour, *, host: str = "127.0.0.1", record: bool = True
+    behaviour: Behaviour,
+    *,
+    host: str = "127.0.0.1",
+    record: bool = True,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[FaultyServer]:
     """Serve ``behaviour`` on a free port of ``host`` for the ``async with`` block.
 
     The block owns the server's tasks: leaving it cancels every connection still open
     (stalled ones included) and closes the listener. With ``record=False`` requests are
-    only counted, not kept (for long runs that watch the process's memory).
+    only counted, not kept (for long runs that watch the process's memory). With ``sock``,
+    a bound TCP socket (one that refused connections so far), it listens on that one.
     """
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+    if sock is None:
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+    else:
+        sock.listen()
+        listener = await anyio.abc.SocketListener.from_socket(sock)
+        host = listener.extra(anyio.abc.SocketAttribute.local_address)[0]
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     server = FaultyServer(f"http://{host}:{port}", behaviour, record=record)
     async with listener, anyio.create_task_group() as task_group:

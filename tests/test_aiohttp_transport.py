@@ -35,6 +35,7 @@ from faulty_server import (
     Exchange,
     SeenRequest,
     answer,
+    failing_first,
     faulty_server,
     head,
     healthy,
@@ -278,6 +279,56 @@ async def test_no_free_connection_in_time_is_a_pool_timeout() -> None:
     assert "pool of 1" in str(caught.value.__cause__)
     assert 0.18 < elapsed < 1.5
     assert server.request_count == 1  # the second call never reached the server
+
+
+async def reset_at_once(exchange: Exchange) -> None:
+    """Read the request, then reset the connection before a byte of answer."""
+    await exchange.reset()
+
+
+async def test_a_request_reset_before_its_answer_gives_its_slot_back() -> None:
+    """On a pool of one, a call reset before its answer frees the slot: the next succeeds.
+
+    No PoolTimeout for the next call, and not the pool timeout's wait either.
+    """
+    timeout = httpx.Timeout(5.0, pool=0.5)
+    async with faulty_server(failing_first(1, reset_at_once)) as server:
+        async with aiohttp_client(
+            server.url, timeout=timeout, max_connections=1, max_retries=0
+        ) as client:
+            with pytest.raises(APIConnectionError):
+                await client.realtime(SLICE_ID)
+            slots = inner_transport(client)._slots
+            assert slots is not None
+            assert slots.value == 1
+            started = anyio.current_time()
+            assert await client.realtime(SLICE_ID) == SAMPLE_STATS
+            assert anyio.current_time() - started < 0.4
+    assert server.request_count == 2
+
+
+async def test_a_refused_connection_gives_its_slot_back() -> None:
+    """On a pool of one, a refused call frees the slot: once the port listens, calls succeed.
+
+    No PoolTimeout for the next call, and not the pool timeout's wait either.
+    """
+    timeout = httpx.Timeout(5.0, pool=0.5)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening yet: connections are refused
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with aiohttp_client(url, timeout=timeout, max_connections=1, max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.realtime(SLICE_ID)
+            assert type(caught.value.__cause__) is httpx.ConnectError
+            slots = inner_transport(client)._slots
+            assert slots is not None
+            assert slots.value == 1
+            async with faulty_server(healthy, sock=sock) as server:
+                assert server.url == url
+                started = anyio.current_time()
+                assert await client.realtime(SLICE_ID) == SAMPLE_STATS
+                assert anyio.current_time() - started < 0.4
+    assert server.request_count == 1
 
 
 async def test_a_body_over_the_bound_is_refused_while_it_streams() -> None:
