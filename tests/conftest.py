@@ -38,6 +38,7 @@ HEAVY_MODULES = frozenset(
         "test_properties",
         "test_redis_faults",
         "test_share",
+        "test_share_faults",
     }
 )
 
