@@ -98,9 +98,8 @@ def tests_latest(session: nox.Session) -> None:
     Not in the default set: a release that breaks us shows here the day it appears, as a
     warning, while the locked checks stay green until ``nox -s lock`` takes it in.
     """
-    session.install(
-        "--upgrade", "--upgrade-strategy", "eager", "-e", f".[{EXTRAS}]", *_groups("test", "typecheck")
-    )
+    everything = ["-e", f".[{EXTRAS}]", *_groups("test", "typecheck")]
+    session.install("--upgrade", "--upgrade-strategy", "eager", *everything)
     session.run("pytest", *FAST_TESTS, *session.posargs)
     session.run("mypy", "--strict", "wmspanel_async", "tests/typing")
 

@@ -367,7 +367,10 @@ WORKER = textwrap.dedent(
 
     async def main():
         where = sys.argv[1]
-        ledger = RedisLedger.from_url(where, sync_every=0.05) if where.startswith("redis") else FileLedger(where)
+        if where.startswith("redis"):
+            ledger = RedisLedger.from_url(where, sync_every=0.05)
+        else:
+            ledger = FileLedger(where)
         outcomes = []
 
         async def hundred_calls():
