@@ -9,7 +9,6 @@ in one of theirs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import anyio
 import httpx
 
+from ._body import ACCEPT_ENCODING, read_body
 from ._coalesce import Flights, RecentAnswers
 from ._constants import (
     ANSWERS_KEPT,
@@ -37,7 +37,6 @@ from ._exceptions import (
     ClientStateError,
     ConfigurationError,
     InternalError,
-    InvalidResponseError,
     WMSPanelError,
 )
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
@@ -59,8 +58,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("wmspanel_async")
 
 DEFAULT_BASE_URL = "https://api.wmspanel.com"
-#: Bodies above this are refused unread: the documented answers are a few KiB at most.
-MAX_BODY_BYTES = 1024 * 1024
 
 
 _T = TypeVar("_T")
@@ -75,7 +72,7 @@ def _plain_get_headers(base_url: httpx.URL, headers: dict[str, str]) -> httpx.He
         {
             "Host": base_url.netloc.decode("ascii"),
             "Accept": "*/*",
-            "Accept-Encoding": "gzip, deflate",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Connection": "keep-alive",
             **headers,
         }
@@ -294,7 +291,12 @@ class WMSPanelClient:
         self.ledger: Ledger = _chosen_ledger(ledger, quota_file)
         self.daily_limit: int = daily_limit
         self._retry_budget = RetryBudget()
-        self._headers = {"User-Agent": f"wmspanel-async/{__version__}"}
+        # Only the encodings read_body() decodes in bounded steps; a user's http_client
+        # would ask for br and zstd too, where their packages are installed.
+        self._headers = {
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": f"wmspanel-async/{__version__}",
+        }
         self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
         self._flights = Flights()
         self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
@@ -675,7 +677,7 @@ class WMSPanelClient:
                 max_retries + 1,
             )
             try:
-                body = await self._read_body(response)
+                body = await read_body(response, self._redact.blank_bytes)
             finally:
                 await response.aclose()
         except httpx.RequestError as exc:
@@ -689,35 +691,6 @@ class WMSPanelClient:
         if not response.is_success:
             raise self._status_error(path, response)
         return body
-
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        too_large = (
-            f"the API answered more than {MAX_BODY_BYTES} bytes; the documented answers are "
-            "far smaller, so base_url probably points at something else"
-        )
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise InvalidResponseError(too_large)
-        chunks: list[bytes] = []
-        size = 0
-        pieces = response.aiter_bytes()
-        async for chunk in pieces:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                break
-            chunks.append(chunk)
-        else:
-            # Blanked whole on the way in: what quotes a part of it later could cut a key
-            # in half, and half a key is no longer found.
-            return self._redact.blank_bytes(b"".join(chunks))
-        # Left half-way, httpx's chain of async generators would be abandoned (trio warns
-        # of each): closing the response ends the chain, and the loop then runs it out
-        # (or finds the socket closed, which ends it as well).
-        await response.aclose()
-        with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
-            async for _ in pieces:
-                pass
-        raise InvalidResponseError(too_large)
 
     def _status_error(self, path: str, response: httpx.Response) -> APIStatusError:
         now = self._clock()
