@@ -41,7 +41,7 @@ from ._exceptions import (
 )
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
 from ._quota import FileLedger, Ledger, MemoryLedger, UTCClock, utc_now
-from ._redact import LOG_FILTER, Redactor
+from ._redact import LOG_FILTER, Redactor, shown_url, url_secrets
 from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
 from ._status import status_error
 from ._transport import named_transport, require_asyncio
@@ -117,15 +117,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def _checked_base_url(base_url: str) -> httpx.URL:
-    # A query or fragment has no business in a base URL, and may hold a key: never quoted.
-    shown = repr(base_url.partition("?")[0].partition("#")[0])
+    # A query or fragment has no business in a base URL, and may hold a key; a proxy's URL
+    # may hold a password: neither is ever quoted.
+    shown = repr(shown_url(base_url))
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        msg = f"base_url {shown} is not a valid URL: {exc}"
+        reason = str(exc)
+        if secrets := url_secrets(base_url):
+            reason = Redactor(*secrets)(reason)
+        msg = f"base_url {shown} is not a valid URL: {reason}"
         raise ConfigurationError(msg) from None
     if not url.host:
         msg = f"base_url {shown} has no host; give a full URL like {DEFAULT_BASE_URL!r}"
+        raise ConfigurationError(msg)
+    if url.port is not None and not 0 < url.port < 65536:
+        msg = f"base_url {shown} has port {url.port}, out of range: a port is 1 to 65535"
         raise ConfigurationError(msg)
     if url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.host)):
         return url
@@ -281,10 +288,15 @@ class WMSPanelClient:
         # aiohttp runs on asyncio only: checked now if in an event loop, else at first use.
         self._asyncio_only = transport == "aiohttp"
 
-        self._redact = Redactor(api_key)
-        # Until the client is closed (or collected), its key is blanked in the records of
-        # the loggers of httpx, httpcore, aiohttp and ours, whatever a server echoes back.
-        self._forget_key = weakref.finalize(self, LOG_FILTER.register(api_key))
+        # The key, and a password (or a key) in base_url: secrets alike, in every text.
+        secrets = (api_key, *url_secrets(str(self.base_url)))
+        self._redact = Redactor(*secrets)
+        # Until the client is closed (or collected), its secrets are blanked in the records
+        # of the loggers of httpx, httpcore, aiohttp and ours, whatever a server echoes back.
+        self._forget_key = weakref.finalize(self, LOG_FILTER.register(*secrets))
+        # What a server says is blanked once JSON has decoded it, before errors quote it.
+        self._parse_realtime = functools.partial(parse_realtime, redact=self._redact)
+        self._parse_data_slices = functools.partial(parse_data_slices, redact=self._redact)
         self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
@@ -327,9 +339,8 @@ class WMSPanelClient:
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return (
-            f"<WMSPanelClient client_id={self.client_id!r} base_url={str(self.base_url)!r}{state}>"
-        )
+        base_url = shown_url(str(self.base_url))
+        return f"<WMSPanelClient client_id={self.client_id!r} base_url={base_url!r}{state}>"
 
     async def __aenter__(self) -> WMSPanelClient:
         self._check_usable()
@@ -391,7 +402,7 @@ class WMSPanelClient:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
         params = {"show_servers": "true"} if show_servers else {}
-        return await self._call("/v1/data_slices", params, parse_data_slices)
+        return await self._call("/v1/data_slices", params, self._parse_data_slices)
 
     async def realtime(
         self,
@@ -528,7 +539,7 @@ class WMSPanelClient:
         if target.server is not None:
             params["server"] = target.server
         stats = await self._call(
-            "/v1/realtime_data", params, parse_realtime, max_retries, deadline, share=share
+            "/v1/realtime_data", params, self._parse_realtime, max_retries, deadline, share=share
         )
         self._recent.put(target, stats, anyio.current_time())
         return stats

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -119,7 +120,33 @@ def _invalid_field(exc: Exception) -> InvalidResponseError:
     return InvalidResponseError(msg, field=field)
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+#: Of a text the server sent, how much is blanked before a message quotes its start: what
+#: a message quotes (80 characters at most), and room for a key that begins within it.
+_QUOTED_WINDOW = 400
+
+
+def _no_secrets(text: str) -> str:
+    return text
+
+
+def _blanked(value: Any, redact: Callable[[str], str]) -> Any:
+    """Return the decoded JSON ``value`` with ``redact`` applied to every text in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_blanked(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {redact(key): _blanked(item, redact) for key, item in value.items()}
+    return value
+
+
+def _unquoted(error: InvalidResponseError) -> InvalidResponseError:
+    """Return ``error`` without its description, which quotes what the server sent."""
+    msg = f"the API answered an unexpected value at {error.field or 'the top level'}"
+    return InvalidResponseError(msg, field=error.field)
+
+
+def _decode(body: bytes, redact: Callable[[str], str] = _no_secrets) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except RecursionError:
@@ -131,7 +158,7 @@ def _decode(body: bytes) -> dict[str, Any]:
     # Raised outside the except block: the decoder's error keeps the whole body, which must
     # not ride along in the exception chain.
     if reason:
-        excerpt = body[:80].decode("utf-8", "replace")
+        excerpt = redact(body[:_QUOTED_WINDOW].decode("utf-8", "replace"))[:80]
         msg = f"the API answered something that is not JSON ({reason}; starts with {excerpt!r})"
         raise InvalidResponseError(msg)
     if not isinstance(payload, dict):
@@ -147,40 +174,81 @@ def _decode(body: bytes) -> dict[str, Any]:
             else f"the API answered a {type(status).__name__} status, expected a string"
         )
         raise InvalidResponseError(msg, field="status")
+    # What the server said is blanked after JSON decoded it (a key escaped as \u0035...
+    # is seen only now), and before it is cut short (a key cut in half is no longer found).
+    status = redact(status)
     msg = f'the API answered status {status!r:.80} instead of "Ok"'
     explanation = payload.get("message")
     if isinstance(explanation, str) and explanation:
+        explanation = redact(explanation)
         msg += f": {explanation:.200}"
         raise APIError(msg, status=status, api_message=explanation)
     raise APIError(msg, status=status)
 
 
 def _structure(
-    payload: dict[str, Any], answer_type: type[_T], converter: cattrs.Converter | None
+    payload: dict[str, Any],
+    answer_type: type[_T],
+    converter: cattrs.Converter | None,
+    redact: Callable[[str], str],
 ) -> _T:
+    converter = converter or default_converter()
     try:
-        return (converter or default_converter()).structure(payload, answer_type)
+        return converter.structure(payload, answer_type)
     except Exception as exc:  # cattrs raises several types; all mean "not the documented shape"
         error = _invalid_field(exc)
+    if redact is not _no_secrets:
+        # The message quotes the offending value cut short, and a key cut short is no longer
+        # found: it is quoted again from the answer with every text in it blanked whole.
+        try:
+            converter.structure(_blanked(payload, redact), answer_type)
+        except RecursionError:
+            error = _unquoted(error)
+        except Exception as exc:
+            error = _invalid_field(exc)
+        else:  # blanked, it passes: the secret was the fault, and is not to be quoted
+            error = _unquoted(error)
     # Raised unchained: cattrs' errors quote the offending value, which may be anything the
     # server sent back, the key included; the message says all that is needed.
     raise error
 
 
-def parse_data_slices(body: bytes, converter: cattrs.Converter | None = None) -> list[DataSlice]:
+def parse_data_slices(
+    body: bytes,
+    converter: cattrs.Converter | None = None,
+    *,
+    redact: Callable[[str], str] = _no_secrets,
+) -> list[DataSlice]:
     """Turn the body of ``GET /v1/data_slices`` into data slices.
 
+    Args:
+        body: The answer's body.
+        converter: The converter to use instead of the default one (tests).
+        redact: Blanks secrets in what the server said, before an error quotes it.
+
     Raises:
+        APIError: The answer's status is not "Ok".
         InvalidResponseError: The body is not the documented JSON.
     """
-    answer = _structure(_decode(body), _DataSlicesAnswer, converter)
+    answer = _structure(_decode(body, redact), _DataSlicesAnswer, converter, redact)
     return list(answer.data_slices)
 
 
-def parse_realtime(body: bytes, converter: cattrs.Converter | None = None) -> RealtimeStats:
+def parse_realtime(
+    body: bytes,
+    converter: cattrs.Converter | None = None,
+    *,
+    redact: Callable[[str], str] = _no_secrets,
+) -> RealtimeStats:
     """Turn the body of ``GET /v1/realtime_data`` into realtime figures.
 
+    Args:
+        body: The answer's body.
+        converter: The converter to use instead of the default one (tests).
+        redact: Blanks secrets in what the server said, before an error quotes it.
+
     Raises:
+        APIError: The answer's status is not "Ok".
         InvalidResponseError: The body is not the documented JSON.
     """
-    return _structure(_decode(body), _RealtimeAnswer, converter).realtime_data
+    return _structure(_decode(body, redact), _RealtimeAnswer, converter, redact).realtime_data

@@ -11,15 +11,23 @@ quoted URL in a body), so every text that may hold an answer's words goes throug
   records of httpx's, httpcore's, aiohttp's, asyncio's and our own loggers, traceback text
   included.
 
-A key as long as a real one (32 hex digits) is blanked wherever its text appears. A short
-one (a placeholder such as ``wrong``) is blanked where it stands as a value (after
-``api_key=``, in quotes, between URL delimiters, or as the whole text), never as a word of
-a message: "either client_id or api_key is wrong" stays readable.
+A secret is every spelling of it: upper and lower case alike (hex keys are case-insensitive
+to a reader), percent-encoded, JSON-escaped (the converter blanks the texts it quotes after
+decoding them, before it cuts them short), cut short, inside an exception's arguments. A key
+as long as a real one (32 hex digits) is blanked wherever its text appears, and so is any
+run of :data:`PIECE_LENGTH` or more of its characters (half a key cut off by a server, or
+by a quote). A short one (a placeholder such as ``wrong``) is blanked where it stands as a
+value (after ``api_key=``, in quotes, between URL delimiters, or as the whole text), never as
+a word of a message: "either client_id or api_key is wrong" stays readable.
+
+The secrets of a client are its key and what its ``base_url`` holds: the password of its
+userinfo, and any ``api_key`` in its query (see :func:`url_secrets`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import re
 import urllib.parse
@@ -28,8 +36,8 @@ from collections.abc import Callable, Iterable, Iterator
 #: What a redacted key is replaced with.
 REDACTED = "<redacted>"
 
-_API_KEY_VALUE = re.compile(r"(api_key=)[^&\s\"'#]+")
-_API_KEY_VALUE_BYTES = re.compile(_API_KEY_VALUE.pattern.encode())
+_API_KEY_VALUE = re.compile(r"(api_key=)[^&\s\"'#]+", re.IGNORECASE)
+_API_KEY_VALUE_BYTES = re.compile(_API_KEY_VALUE.pattern.encode(), re.IGNORECASE)
 
 #: The loggers that may quote what a server sent, or an error whose text holds a URL; a
 #: filter only sees records logged directly on its logger, so each one is named, not just the
@@ -55,11 +63,63 @@ FILTERED_LOGGERS = (
 #: that long. WMSPanel's keys are 32 hex digits.
 WORD_PROOF_LENGTH = 16
 
-#: What may stand right before a value: a quote, or a URL delimiter.
-_BEFORE_VALUE = r"(?<=[\"'=/?&#])"
+#: Of a key at least :data:`WORD_PROOF_LENGTH` long, any run of this many characters or more
+#: is blanked too: a key cut short by a server or a quote is still most of a key.
+PIECE_LENGTH = 12
+
+#: What may stand right before a value: a quote, or a URL delimiter (``:`` before a
+#: userinfo password).
+_BEFORE_VALUE = r"(?<=[\"'=/?&#:])"
 #: What may stand right after a value: the end of the text, a quote, a URL delimiter or a
-#: space (``GET /v1/x?api_key=k HTTP/1.1``).
-_AFTER_VALUE = r"(?=\Z|[\"'&#/?;\s])"
+#: space (``GET /v1/x?api_key=k HTTP/1.1``), or the ``@`` after a userinfo password.
+_AFTER_VALUE = r"(?=\Z|[\"'&#/?;@\s])"
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """Return the secrets a URL holds: its userinfo password, and any ``api_key`` values.
+
+    A proxy's URL often carries credentials; they are blanked like the API key. Works on a
+    URL that does not parse as well as it can (an invalid port, say), never raises.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:  # an invalid port or a bracket out of place: take what we can
+        userinfo, at, _ = url.partition("://")[2].partition("/")[0].rpartition("@")
+        password = userinfo.partition(":")[2] if at else None
+        query = []
+    found = [] if not password else [urllib.parse.unquote(password), password]
+    found += [value for name, value in query if name.lower() == "api_key" and value]
+    return tuple(dict.fromkeys(found))
+
+
+#: The userinfo password of a URL: after the first ``:`` of the userinfo, up to its last ``@``.
+_URL_PASSWORD = re.compile(r"\A([A-Za-z][A-Za-z0-9+.-]*://[^/?#:@]*:)[^/?#]*(@)")
+
+
+def shown_url(url: str) -> str:
+    """Return ``url`` as a message may quote it: no password, query or fragment.
+
+    Works on a URL that does not parse as well, never raises.
+    """
+    url = url.partition("?")[0].partition("#")[0]
+    return _URL_PASSWORD.sub(rf"\g<1>{REDACTED}\g<2>", url)
+
+
+def _pieces(secret: str) -> str:
+    """Return a pattern for every run of :data:`PIECE_LENGTH` characters or more of ``secret``.
+
+    Each alternative is one start; it matches :data:`PIECE_LENGTH` characters, then as many
+    of the following ones as the text has (``a(?:b(?:c)?)?``).
+    """
+    alternatives = []
+    for start in range(len(secret) - PIECE_LENGTH + 1):
+        tail = ""
+        for char in reversed(secret[start + PIECE_LENGTH :]):
+            tail = f"(?:{re.escape(char)}{tail})?"
+        alternatives.append(re.escape(secret[start : start + PIECE_LENGTH]) + tail)
+    return "|".join(alternatives)
 
 
 def _forms(secret: str) -> tuple[str, ...]:
@@ -71,23 +131,41 @@ def _forms(secret: str) -> tuple[str, ...]:
 
 
 def _pattern(forms: Iterable[str]) -> re.Pattern[str] | None:
-    """Return the pattern that finds a key's ``forms`` where they must be blanked.
+    """Return the pattern that finds secrets' ``forms`` where they must be blanked, in any case.
 
     A key as long as a real one is blanked wherever it appears, even glued to other text
-    (``api_key%3D<key>`` in a quoted URL). A shorter one could be a word of the message
-    itself (a key ``wrong`` in "client_id or api_key is wrong"), so it is blanked only
-    where it stands as a value: the whole text, in quotes, or between URL delimiters.
+    (``api_key%3D<key>`` in a quoted URL), and so is any run of :data:`PIECE_LENGTH` of its
+    characters. A shorter one could be a word of the message itself (a key ``wrong`` in
+    "client_id or api_key is wrong"), so it is blanked only where it stands as a value: the
+    whole text, in quotes, or between URL delimiters.
     """
     ordered = sorted(forms, key=len, reverse=True)  # a key containing another is blanked whole
-    long = [re.escape(form) for form in ordered if len(form) >= WORD_PROOF_LENGTH]
+    long = [form for form in ordered if len(form) >= WORD_PROOF_LENGTH]
     short = [re.escape(form) for form in ordered if len(form) < WORD_PROOF_LENGTH]
-    alternatives = []
-    if long:
-        alternatives.append("|".join(long))
+    alternatives = [re.escape(form) for form in long] + [_pieces(form) for form in long]
     if short:
         either = "|".join(short)
         alternatives.append(rf"\A(?:{either})\Z|{_BEFORE_VALUE}(?:{either}){_AFTER_VALUE}")
-    return re.compile("|".join(alternatives)) if alternatives else None
+    return re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+
+def _clues(forms: Iterable[str]) -> tuple[bytes, ...]:
+    """Return lower-case byte strings, one of which is in any text a pattern would change.
+
+    For a long form, its slices of half :data:`PIECE_LENGTH` at every multiple of that: any
+    run of :data:`PIECE_LENGTH` characters holds one whole. A short form is its own clue.
+    """
+    step = PIECE_LENGTH // 2
+    clues: dict[bytes, None] = {b"api_key=": None}
+    for form in forms:
+        data = form.encode().lower()
+        if len(form) < WORD_PROOF_LENGTH:
+            clues[data] = None
+            continue
+        for start in range(0, len(data) - step + 1, step):
+            clues[data[start : start + step]] = None
+        clues[data[-step:]] = None
+    return tuple(clues)
 
 
 def _blank(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -97,16 +175,21 @@ def _blank(text: str, pattern: re.Pattern[str] | None) -> str:
 
 
 def exception_chain(error: BaseException) -> Iterator[BaseException]:
-    """Yield ``error`` and every exception chained to it (causes and contexts), once each."""
+    """Yield ``error`` and every exception it leads to, once each.
+
+    That is its cause and context, the members of an exception group, and exceptions held
+    in its arguments (aiohttp keeps the ``OSError`` of a failed connection there).
+    """
     seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
+    pending: list[object] = [error]
     while pending:
         current = pending.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
         yield current
-        pending += [current.__cause__, current.__context__]
+        pending += [current.__cause__, current.__context__, *current.args]
+        pending += getattr(current, "exceptions", None) or ()
 
 
 def rewrite_texts(error: BaseException, rewrite: Callable[[str], str]) -> None:
@@ -118,20 +201,27 @@ def rewrite_texts(error: BaseException, rewrite: Callable[[str], str]) -> None:
                 setattr(current, name, rewrite(value))
 
 
+#: Values an exception's arguments may hold that carry no text (or are cleaned on their own).
+_PLAIN = (int, float, type(None), BaseException)
+
+
 class Redactor:
-    """Blanks one API key in texts and exceptions.
+    """Blanks an API key, and other secrets, in texts and exceptions.
 
     Args:
         secret: The API key.
+        others: More secrets, such as a password in the base URL.
     """
 
-    __slots__ = ("_byte_forms", "_byte_pattern", "_pattern")
+    __slots__ = ("_byte_pattern", "_clues", "_pattern")
 
-    def __init__(self, secret: str) -> None:
-        forms = _forms(secret)
+    def __init__(self, secret: str, *others: str) -> None:
+        forms = {form: None for each in (secret, *others) for form in _forms(each)}
         self._pattern = _pattern(forms)
-        self._byte_forms = (*(form.encode() for form in forms), b"api_key=")
-        self._byte_pattern = re.compile(self._pattern.pattern.encode()) if self._pattern else None
+        self._clues = _clues(forms)
+        self._byte_pattern = (
+            re.compile(self._pattern.pattern.encode(), re.IGNORECASE) if self._pattern else None
+        )
 
     def __repr__(self) -> str:
         return "<Redactor>"
@@ -141,24 +231,52 @@ class Redactor:
         return _blank(text, self._pattern)
 
     def blank_bytes(self, data: bytes) -> bytes:
-        """Return ``data`` (an answer's body) with the key blanked, before any part is quoted.
+        r"""Return ``data`` (an answer's body) with the key blanked, before any part is quoted.
 
         Quoting cuts texts short, and a key cut in half is no longer found: what a server
-        sends back is blanked whole, on the way in.
+        sends back is blanked whole, on the way in. JSON escapes (``\u0035``) are not seen
+        here: the texts quoted from a JSON answer are blanked again once decoded.
         """
-        if not any(form in data for form in self._byte_forms):
+        lowered = data.lower()
+        if not any(clue in lowered for clue in self._clues):
             return data  # the usual case, at the cost of a few substring searches
         if self._byte_pattern is not None:
             data = self._byte_pattern.sub(REDACTED.encode(), data)
         return _API_KEY_VALUE_BYTES.sub(rb"\g<1>" + REDACTED.encode(), data)
 
     def scrub(self, error: BaseException) -> None:
-        """Blank the key in the texts of ``error`` and of its whole chain.
+        """Blank the secrets in ``error`` and in every exception it leads to.
 
-        The texts are the string arguments (what ``str()`` shows) and string attributes
-        (such as ``APIError.api_message``).
+        Error reporters serialise exceptions' arguments and attributes, not only their
+        texts, so all of them are cleaned: string arguments (what ``str()`` shows) and
+        attributes (such as ``APIError.api_message``), byte strings (aiohttp's
+        ``InvalidHeader`` keeps the header it refused as one), notes, and any other value
+        whose ``repr`` shows a secret, which is replaced by that ``repr``, blanked.
         """
-        rewrite_texts(error, self)
+        for current in exception_chain(error):
+            current.args = tuple(self._clean(arg) for arg in current.args)
+            for name, value in list(getattr(current, "__dict__", {}).items()):
+                cleaned = self._clean(value)
+                if cleaned is not value:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(current, name, cleaned)
+
+    def _clean(self, value: object) -> object:
+        """Return ``value`` without secrets: itself if it has none."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, bytes | bytearray):
+            return self.blank_bytes(bytes(value))
+        if isinstance(value, _PLAIN):  # an exception is cleaned on its own
+            return value
+        if isinstance(value, list | tuple) and all(isinstance(v, BaseException) for v in value):
+            return value  # an exception group's members, each cleaned on its own
+        try:
+            shown = repr(value)
+        except Exception:  # what cannot be shown cannot be checked either: not kept
+            return f"<{type(value).__name__}>"
+        blanked = self(shown)
+        return value if blanked == shown else blanked
 
 
 class _SecretsLogFilter(logging.Filter):
@@ -170,19 +288,21 @@ class _SecretsLogFilter(logging.Filter):
         self._pattern: re.Pattern[str] | None = None
         self._installed = False
 
-    def register(self, secret: str) -> Callable[[], None]:
-        """Start blanking ``secret``; return the function that stops it (call it once)."""
+    def register(self, *secrets: str) -> Callable[[], None]:
+        """Start blanking ``secrets``; return the function that stops it (call it once)."""
+        secrets = tuple(dict.fromkeys(secrets))
         if not self._installed:
             for name in FILTERED_LOGGERS:
                 logging.getLogger(name).addFilter(self)
             self._installed = True
-        self._secrets[secret] += 1
+        self._secrets.update(secrets)
         self._refresh()
 
         def unregister() -> None:
-            self._secrets[secret] -= 1
-            if self._secrets[secret] <= 0:
-                del self._secrets[secret]
+            self._secrets.subtract(secrets)
+            for secret in secrets:
+                if secret in self._secrets and self._secrets[secret] <= 0:
+                    del self._secrets[secret]
             self._refresh()
 
         return unregister
