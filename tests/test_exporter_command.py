@@ -97,6 +97,21 @@ def test_demo_serves_metrics_page_and_health_then_stops_on_sigterm_within_a_seco
     assert process.stderr.read() == ""
 
 
+def test_sighup_is_a_clean_stop_with_exit_code_0(
+    demo: tuple[subprocess.Popen[str], str],
+) -> None:
+    """SIGHUP stops the exporter as SIGTERM does (exit 0, nothing on stderr); no reload."""
+    process, url = demo
+    metrics_until(url, "wmspanel_connected{")
+    sent = time.monotonic()
+    process.send_signal(signal.SIGHUP)
+    code = process.wait(timeout=TIMEOUT)
+    assert time.monotonic() - sent < 1.0
+    assert code == 0  # not -SIGHUP: the default action would have killed it
+    assert process.stderr is not None
+    assert process.stderr.read() == ""
+
+
 @pytest.mark.anyio
 async def test_a_refused_key_keeps_serving_with_up_0_and_says_once_what_to_fix(
     anyio_backend_name: str,
@@ -193,6 +208,9 @@ SLICE = "5e4a11907c7d4ef12200000c"
     [
         (["--slice", "Sports"], None, "a data slice id is 24 lowercase hex digits, got 'Sports'"),
         (["--slice", SLICE, "--listen", "10054"], None, "expected HOST:PORT"),
+        (["--slice", SLICE, "--listen", "[::1:5"], None, "expected HOST:PORT"),
+        (["--slice", SLICE, "--listen", "::1:5"], None, "expected HOST:PORT"),
+        (["--slice", SLICE, "--listen", "[example]:5"], None, "expected HOST:PORT"),
         (["--slice", SLICE, "--interval", "0"], None, "expected a positive number of seconds"),
         (["--demo", "--stream", "live"], None, "a stream id is 24 lowercase hex digits"),
         ([], "interval = 30\nslice = 'x'\n", "has unknown settings ['slice']"),

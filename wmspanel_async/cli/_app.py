@@ -38,7 +38,7 @@ from wmspanel_async import (
 )
 from wmspanel_async._constants import DEFAULT_DAILY_LIMIT, OBJECT_ID
 from wmspanel_async._quota import utc_now
-from wmspanel_async._redact import Redactor
+from wmspanel_async._redact import Redactor, url_secrets
 from wmspanel_async._transport import TRANSPORT_NAMES
 from wmspanel_async.testing import Account, Simulator, serve
 
@@ -78,7 +78,7 @@ SERVER_HELP = "a server id: the long id in the address of the server's page in W
 
 #: What each exit code means, as ``--help`` shows it.
 EXIT_CODES = {
-    EXIT_OK: "done, or stopped by Ctrl-C, SIGTERM or --duration",
+    EXIT_OK: "done, or stopped by Ctrl-C, SIGTERM, SIGHUP or --duration",
     EXIT_INTERNAL: "a bug of wmspanel-async (please report it)",
     EXIT_USAGE: "bad arguments, or missing or unusable settings",
     EXIT_AUTH: "the API refused the credentials (wrong client id or key, or IP not whitelisted)",
@@ -410,7 +410,9 @@ def _api_key(args: argparse.Namespace) -> str | None:
 def _client(args: argparse.Namespace) -> WMSPanelClient:
     key = _api_key(args)
     if key:
-        _secrets.setdefault(key, Redactor(key))
+        # The key, and a proxy's password (or a key) in the base URL: never printed.
+        base_url = args.base_url or os.environ.get("WMSPANEL_BASE_URL") or ""
+        _secrets.setdefault(key, Redactor(key, *url_secrets(base_url)))
     client_id = args.client_id or os.environ.get("WMSPANEL_CLIENT_ID")
     if not client_id:
         msg = "no client id: set WMSPANEL_CLIENT_ID or pass --client-id"
@@ -688,9 +690,18 @@ def _announce(url: str, account: Account, *, as_json: bool) -> None:
 # Running -------------------------------------------------------------------------------------
 
 
+#: The signals that stop a command cleanly (exit code 0, leases and connections let go).
+#: SIGHUP too: a closed terminal, or a service manager asking the exporter to reload,
+#: would otherwise kill the process by the default action, with nothing released. It
+#: stops, and does not reload: restart the command to read its settings again.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 async def _stop_on_signals(scope: anyio.CancelScope) -> None:
     try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async for _ in signals:
                 scope.cancel()
                 return
@@ -701,7 +712,7 @@ async def _stop_on_signals(scope: anyio.CancelScope) -> None:
 async def _run(
     command: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace
 ) -> int:
-    """Run ``command`` until it ends, ``--duration`` passes, or SIGINT or SIGTERM comes."""
+    """Run ``command`` until it ends, ``--duration`` passes, or SIGINT, SIGTERM or SIGHUP comes."""
     duration: float | None = getattr(args, "duration", None)
     try:
         with anyio.move_on_after(duration):

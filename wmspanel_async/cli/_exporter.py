@@ -6,7 +6,8 @@ exit code 2, before any call) -> one ``keep_fresh()`` poller over the targets gi
 and every hour, for their names and for the targets of ``--all-slices`` and
 ``--each-server``, which it watches and unwatches as slices come and go. Nothing here stops
 for the API: a refused key, an outage or a spent quota show in the metrics (and once in the
-log), and the exporter keeps serving until SIGTERM or Ctrl-C.
+log), and the exporter keeps serving until SIGTERM, SIGHUP or Ctrl-C, each a clean stop
+with exit code 0 (SIGHUP does not reload the config file: restart to read it again).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class _Plan:
 
 
 async def run(args: argparse.Namespace, make_client: Callable[[], WMSPanelClient]) -> None:
-    """Run the exporter until cancelled (by SIGTERM or Ctrl-C).
+    """Run the exporter until cancelled (by SIGTERM, SIGHUP or Ctrl-C).
 
     Raises:
         ConfigurationError: Bad options, config file or credentials, or no prometheus extra.
@@ -341,13 +342,33 @@ def _config_target(table: dict[str, Any], where: str) -> Target:
 
 
 def _listen_address(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, an IPv6 host in brackets (``[::1]:9999``), or ``:PORT``.
+
+    Raises:
+        argparse.ArgumentTypeError: Anything else, such as ``[::1:5`` or ``::1:5``.
+    """
     host, colon, port = text.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid = _is_ipv6(host)
+    else:  # a bracket or a colon out of place is a typo, never part of a name
+        valid = not any(char in host for char in "[]:")
+    if not (valid and colon and port.isdigit() and int(port) <= 65535):
         msg = (
             f'expected HOST:PORT (such as "127.0.0.1:9999", "[::1]:9999" or ":9999"), got {text!r}'
         )
         raise argparse.ArgumentTypeError(msg)
-    return host.removeprefix("[").removesuffix("]"), int(port)
+    return host, int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress  # noqa: PLC0415 - only for a bracketed --listen
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def _follow_slices(
