@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import json
 import logging
 import os
 import socket
 import struct
 import traceback
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import parse_qsl
@@ -37,8 +39,6 @@ from urllib.parse import parse_qsl
 import anyio
 import anyio.abc
 import attrs
-
-from wmspanel_async import WMSPanelError
 
 logger = logging.getLogger("tests.faulty_server")
 
@@ -480,6 +480,84 @@ async def echo_in_mistyped_field(exchange: Exchange) -> None:
     await exchange.respond(200, {"status": "Ok", "realtime_data": data}, close=True)
 
 
+def json_escaped(text: str) -> str:
+    """Return ``text`` with every character written as a JSON ``\\uXXXX`` escape."""
+    return "".join(f"\\u{ord(char):04x}" for char in text)
+
+
+async def echo_upper_case_message(exchange: Exchange) -> None:
+    """Answer a non-"Ok" status whose ``message`` quotes ``API_KEY=<KEY>`` in upper case."""
+    key = exchange.request.param("api_key") or ""
+    body = {"status": "Error", "message": f"API_KEY={key.upper()} is not valid"}
+    await exchange.respond(200, body, close=True)
+
+
+def echo_upper_case_reason(status: int) -> Behaviour:
+    """Answer ``status`` with the request line, in upper case, as the reason phrase."""
+
+    async def behaviour(exchange: Exchange) -> None:
+        reason = exchange.request.request_line.upper()
+        await exchange.respond(status, REALTIME_OK, reason=reason, close=True)
+
+    return behaviour
+
+
+def echo_escaped(template: str, *, cut_at: int) -> Behaviour:
+    """Answer the JSON ``template`` with ``{key}``: the key JSON-escaped, where a quote cuts.
+
+    ``{pad}`` is filled so that the key starts ``cut_at - 16`` characters into the decoded
+    text it stands in: a quote cut at ``cut_at`` characters would keep 16 of them.
+    """
+
+    async def behaviour(exchange: Exchange) -> None:
+        key = exchange.request.param("api_key") or ""
+        text = template.replace("{pad}", "x" * (cut_at - 16)).replace("{key}", json_escaped(key))
+        await exchange.respond(200, text.encode(), close=True)
+
+    return behaviour
+
+
+async def nul_in_echoed_header(exchange: Exchange) -> None:
+    """Answer a header that quotes the request line with a NUL byte in it: not HTTP."""
+    value = f"{exchange.request.request_line}\x00"
+    fields = [("Content-Type", "application/json"), ("X-Echo", value), ("Content-Length", "2")]
+    await exchange.send(head(200, None, fields) + b"{}")
+    await exchange.close()
+
+
+@functools.cache
+def gzip_bomb(mebibytes: int) -> bytes:
+    """Return ``mebibytes`` MiB of zeros, gzipped to about 1 KiB a MiB, without a trailer.
+
+    Built fast: after a full flush the compressor starts afresh, so each further MiB of
+    zeros compresses to the same bytes. The client must stop long before the missing end.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(ONE_MIB)
+    first = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return first + again * (mebibytes - 1)
+
+
+def encoded(body: bytes, encoding: str, *, declared: bool = True) -> Behaviour:
+    """Answer 200 with ``body`` as it is, under ``Content-Encoding: encoding``, then close.
+
+    With ``declared=False`` there is no ``Content-Length``: the body ends when the
+    connection does. It is sent 64 KiB at a time, as a network would deliver it.
+    """
+
+    async def behaviour(exchange: Exchange) -> None:
+        fields = [("Content-Type", "application/json"), ("Content-Encoding", encoding)]
+        if declared:
+            fields.append(("Content-Length", str(len(body))))
+        await exchange.send(head(200, None, fields))
+        for start in range(0, len(body), 64 * 1024):
+            await exchange.send(body[start : start + 64 * 1024])
+        await exchange.close()
+
+    return behaviour
+
+
 def redirect(status: int, to: str) -> Behaviour:
     """Redirect to the same request target (key included) on the base URL ``to``."""
 
@@ -528,26 +606,35 @@ def http_date(when: dt.datetime) -> str:
 
 
 def texts_of(error: BaseException) -> str:
-    """Everything a user could print of an error: message, repr, chain, traceback."""
+    """Everything a user, or an error reporter, could see of an error.
+
+    Its message, repr and traceback; and of every exception it leads to (causes, contexts,
+    group members, exceptions in arguments), the text, repr, arguments and attributes,
+    which reporters such as Sentry serialise.
+    """
     parts = ["".join(traceback.format_exception(error))]
-    seen: BaseException | None = error
+    pending: list[object] = [error]
     visited: set[int] = set()
-    while seen is not None and id(seen) not in visited:
+    while pending:
+        seen = pending.pop()
+        if not isinstance(seen, BaseException) or id(seen) in visited:
+            continue
         visited.add(id(seen))
-        parts += [str(seen), repr(seen)]
-        if isinstance(seen, WMSPanelError):
-            parts.append(repr(vars(seen)))
-        seen = seen.__cause__ or seen.__context__
+        parts += [str(seen), repr(seen), repr(seen.args), repr(getattr(seen, "__dict__", {}))]
+        pending += [seen.__cause__, seen.__context__, *seen.args]
+        pending += getattr(seen, "exceptions", None) or ()
     return "\n".join(parts)
 
 
-def secret_fragment(text: str, secret: str, length: int = 16) -> str | None:
-    """Return a piece of ``secret`` (``length`` characters at least) found in ``text``.
+def secret_fragment(text: str, secret: str, length: int = 12) -> str | None:
+    """Return a piece of ``secret`` (``length`` characters at least) found in ``text``, in any case.
 
     A message cut at 40 or 80 characters can keep half a key: that leaks as surely as the
-    whole key, and replacing the whole key cannot catch it.
+    whole key, and replacing the whole key cannot catch it. A hex key reads the same in
+    upper case.
     """
     length = min(length, len(secret))
+    text, secret = text.lower(), secret.lower()
     for start in range(len(secret) - length + 1):
         piece = secret[start : start + length]
         if piece in text:

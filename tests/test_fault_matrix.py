@@ -14,8 +14,11 @@ the aiohttp transport's own (its error mapping, pool, wire format).
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
 import logging
 import sys
+import zlib
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Literal
@@ -24,21 +27,28 @@ import anyio
 import attrs
 import pytest
 from faulty_server import (
+    REALTIME_OK,
     Behaviour,
     SeenRequest,
     answer,
     close_unanswered,
+    echo_escaped,
     echo_in_json_message,
     echo_in_json_status,
     echo_in_mistyped_field,
     echo_in_text_body,
     echo_reason,
+    echo_upper_case_message,
+    echo_upper_case_reason,
+    encoded,
     failing_first,
     faulty_server,
     garbage_status_line,
+    gzip_bomb,
     healthy,
     html,
     http_date,
+    nul_in_echoed_header,
     open_fds,
     oversize,
     rate_limited,
@@ -61,6 +71,7 @@ from support import API_KEY, CLIENT_ID, SLICE_ID
 
 from wmspanel_async import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -343,6 +354,54 @@ CASES: dict[str, Case] = {
         fixed(echo_in_mistyped_field),
         InvalidResponseError,
         check=field_is("realtime_data.connected"),
+    ),
+    # The key in every spelling: upper case, JSON-escaped where a quote cuts, in a header.
+    "echo-upper-case-in-json-message": Case(
+        fixed(echo_upper_case_message),
+        APIError,
+        endpoint="data_slices",
+        check=message_has("API_KEY=<redacted> is not valid"),
+    ),
+    "echo-upper-case-reason-503": Case(
+        fixed(echo_upper_case_reason(503)), ServerError, check=status_is(503)
+    ),
+    "echo-escaped-key-cut-in-json-message": Case(
+        fixed(echo_escaped('{"status": "Error", "message": "{pad}{key}"}', cut_at=200)),
+        APIError,
+        endpoint="data_slices",
+    ),
+    "echo-escaped-key-cut-in-mistyped-field": Case(
+        fixed(
+            echo_escaped(
+                '{"status": "Ok", "realtime_data": {"connected": "{pad}{key}", "bandwidth": 1}}',
+                cut_at=40,
+            )
+        ),
+        InvalidResponseError,
+        check=field_is("realtime_data.connected"),
+    ),
+    "nul-in-echoed-header": Case(fixed(nul_in_echoed_header), APIConnectionError),
+    # Encoded bodies: decoded in bounded steps, and only the encodings asked for.
+    "gzip-answer": Case(
+        fixed(encoded(gzip.compress(json.dumps(REALTIME_OK).encode()), "gzip")), None
+    ),
+    "deflate-answer": Case(
+        fixed(encoded(zlib.compress(json.dumps(REALTIME_OK).encode()), "deflate")), None
+    ),
+    "gzip-bomb-undeclared": Case(
+        fixed(encoded(gzip_bomb(64), "gzip", declared=False)),
+        InvalidResponseError,
+        check=message_has("more than 1048576 bytes"),
+    ),
+    "gzip-not-gzip": Case(
+        fixed(encoded(b"this is not gzip at all", "gzip")),
+        InvalidResponseError,
+        check=message_has("not valid gzip"),
+    ),
+    "brotli-not-asked-for": Case(
+        fixed(encoded(b"\x0b\x02\x80{}\x03", "br")),
+        InvalidResponseError,
+        check=message_has("encoded as 'br', which we did not ask for"),
     ),
 }
 

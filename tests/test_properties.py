@@ -555,6 +555,111 @@ def test_a_key_cut_short_at_any_offset_never_leaks(backend: str, echo: str) -> N
     assert not leaks, f"{len(leaks)} leaks at offsets {offsets_leaking}, first: {leaks[0]}"
 
 
+#: JSON answers that the client refuses, quoting the ``{echo}`` they hold (cut short).
+SPELLED_KEY_TEMPLATES = [
+    '{{"status": "{echo}"}}',
+    '{{"status": "Error", "message": "{echo}"}}',
+    '{{"status": "Ok", "realtime_data": {{"connected": "{echo}", "bandwidth": 1}}}}',
+    '{{"status": "Ok", "realtime_data": {{"connected": 1, "bandwidth": "{echo}"}}}}',
+    '{{"status": "Ok", "realtime_data": {{"connected": 1, "bandwidth": 1, "geo": [["{echo}"]]}}}}',
+    '{{"status": "Ok", "realtime_data": {{"connected": 1, "bandwidth": 1, '
+    '"geo": [["BR", "{echo}"]]}}}}',
+    '{{"status": "Ok", "data_slices": [{{"id": "{echo}", "name": 1}}]}}',
+]
+
+
+@st.composite
+def spellings(draw: st.DrawFn, key: str) -> tuple[str, bool]:
+    """Spell ``key`` as a server might echo it into JSON: any case, any character escaped.
+
+    Returns the spelling and whether it is cut short (a head of 12 or more characters).
+    """
+    length = draw(st.integers(min_value=12, max_value=len(key)) | st.just(len(key)))
+    spelled = []
+    for char in key[:length]:
+        char = char.upper() if draw(st.booleans()) else char.lower()  # noqa: PLW2901
+        if draw(st.booleans()):
+            escape = f"\\u{ord(char):04x}"
+            char = escape.upper().replace("\\U", "\\u") if draw(st.booleans()) else escape  # noqa: PLW2901
+        spelled.append(char)
+    return "".join(spelled), length < len(key)
+
+
+@BACKENDS
+@PROPERTIES
+@given(
+    key=st.text("0123456789abcdefABCDEF", min_size=32, max_size=32),
+    data=st.data(),
+    template=st.sampled_from(SPELLED_KEY_TEMPLATES),
+    prefix=st.text(st.characters(codec="ascii", exclude_characters='"\\'), max_size=230),
+    label=st.sampled_from(["", "api_key=", "API_KEY=", "Api_Key="]),
+)
+def test_a_key_in_any_case_escaped_and_cut_never_leaks(
+    backend: str, *, key: str, data: st.DataObject, template: str, prefix: str, label: str
+) -> None:
+    """Any case, any JSON escapes, any field, cut anywhere: no 12 characters of the key leak.
+
+    Checked in every text of the error and of all it leads to (messages, reprs, arguments,
+    attributes, the traceback) and in every log record.
+    """
+    spelled, cut = data.draw(spellings(key))
+    event(f"cut short: {cut}")
+    body = template.format(echo=f"{prefix}{label}{spelled}").encode()
+    endpoint = "data_slices" if "data_slices" in template else "realtime"
+
+    async def main() -> object:
+        transport = httpx.MockTransport(answering(body))
+        async with WMSPanelClient(CLIENT_ID, key, transport=transport, max_retries=0) as client:
+            try:
+                if endpoint == "realtime":
+                    return await client.realtime(SLICE_ID)
+                return await client.data_slices()
+            except WMSPanelError as exc:
+                return exc
+
+    with recording_every_record() as recorder:
+        result = anyio.run(main, backend=backend)
+    assert isinstance(result, WMSPanelError), repr(result)
+    text = texts_of(result)
+    assert secret_fragment(text, key) is None, text
+    for line in recorder.texts:
+        assert secret_fragment(line, key) is None, line
+
+
+@BACKENDS
+@PROPERTIES
+@given(
+    key=st.text("0123456789abcdefABCDEF", min_size=32, max_size=32),
+    flips=st.lists(st.booleans(), min_size=32, max_size=32),
+    prefix=st.text(st.characters(codec="ascii", exclude_characters="\r\n"), max_size=120),
+    status=st.sampled_from([400, 404, 500, 503]),
+)
+def test_a_key_in_any_case_in_a_reason_phrase_never_leaks(
+    backend: str, key: str, flips: list[bool], prefix: str, status: int
+) -> None:
+    """A reason phrase quoting the key in any case, at any offset, leaks none of it."""
+    echoed = "".join(c.upper() if flip else c.lower() for c, flip in zip(key, flips, strict=True))
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        reason = f"{prefix}{echoed}".encode()
+        return httpx.Response(status, content=b"{}", extensions={"reason_phrase": reason})
+
+    async def main() -> object:
+        transport = httpx.MockTransport(handler)
+        async with WMSPanelClient(CLIENT_ID, key, transport=transport, max_retries=0) as client:
+            try:
+                return await client.realtime(SLICE_ID)
+            except WMSPanelError as exc:
+                return exc
+
+    with recording_every_record() as recorder:
+        result = anyio.run(main, backend=backend)
+    assert isinstance(result, WMSPanelError), repr(result)
+    assert secret_fragment(texts_of(result), key) is None, texts_of(result)
+    for line in recorder.texts:
+        assert secret_fragment(line, key) is None, line
+
+
 # -- the request path ----------------------------------------------------------------------
 
 ids = st.text(min_size=1)

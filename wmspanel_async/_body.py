@@ -54,18 +54,23 @@ class _Inflater:
             InvalidResponseError: ``data`` is not what its encoding says.
         """
         try:
-            out = self._decompressor.decompress(data, room)
+            try:
+                out = self._decompressor.decompress(data, room)
+            except zlib.error:
+                if not self._first:
+                    raise
+                self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+                out = self._decompressor.decompress(data, room)
         except zlib.error as exc:
-            if not self._first:
-                msg = (
-                    f"the API answered a body that is not valid {self._encoding} although its "
-                    f"Content-Encoding says so ({exc}); base_url probably points at something else"
-                )
-                raise InvalidResponseError(msg) from None
-            self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
-            out = self._decompressor.decompress(data, room)
-        self._first = False
-        return out
+            reason = str(exc)
+        else:
+            self._first = False
+            return out
+        msg = (
+            f"the API answered a body that is not valid {self._encoding} although its "
+            f"Content-Encoding says so ({reason}); base_url probably points at something else"
+        )
+        raise InvalidResponseError(msg)
 
 
 def _inflaters(content_encoding: str) -> list[_Inflater]:
