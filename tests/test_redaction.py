@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import traceback
 from collections.abc import Callable
 
@@ -12,8 +13,18 @@ import pytest
 import respx
 from support import API_KEY, SLICE_ID, make_client
 
-from wmspanel_async import APIError, InvalidResponseError, WMSPanelClient, WMSPanelError
-from wmspanel_async._redact import REDACTED
+from wmspanel_async import (
+    APIError,
+    ConfigurationError,
+    InvalidResponseError,
+    ServerError,
+    WMSPanelClient,
+    WMSPanelError,
+)
+from wmspanel_async._redact import REDACTED, Redactor
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -170,3 +181,91 @@ def test_reprs_hide_the_key() -> None:
     client = WMSPanelClient("the-id", API_KEY)
     assert repr(client) == "<WMSPanelClient client_id='the-id' base_url='https://api.wmspanel.com'>"
     assert API_KEY not in repr(client._transport)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://user:hunter2@127.0.0.1:8080/wms", "http://user:<redacted>@127.0.0.1:8080/wms"),
+        ("https://proxy.example/wms?api_key=hunter2", "https://proxy.example/wms"),
+        ("https://proxy.example/wms#hunter2", "https://proxy.example/wms"),
+    ],
+    ids=["userinfo-password", "api_key-in-query", "fragment"],
+)
+def test_repr_hides_what_base_url_holds(base_url: str, shown: str) -> None:
+    """A password, a query or a fragment of base_url is not in the client's repr."""
+    client = WMSPanelClient("the-id", API_KEY, base_url=base_url)
+    assert repr(client) == f"<WMSPanelClient client_id='the-id' base_url={shown!r}>"
+    assert "hunter2" not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "fragment"),
+    [
+        ("http://user:hunter2@127.0.0.1:99999", "has port 99999, out of range"),
+        ("http://user:hunter2@127.0.0.1:0", "has port 0, out of range"),
+        ("http://user:hunter2\x00@127.0.0.1", "is not a valid URL"),
+        ("ftp://user:hunter2@example.com?api_key=hunter2", "is not HTTPS"),
+    ],
+    ids=["port-too-high", "port-0", "invalid", "not-https"],
+)
+def test_a_bad_base_url_is_refused_at_once_without_its_password(
+    base_url: str, fragment: str
+) -> None:
+    """A bad base_url is a ConfigurationError when the client is made, quoting no password."""
+    with pytest.raises(ConfigurationError, match=fragment) as caught:
+        WMSPanelClient("the-id", API_KEY, base_url=base_url)
+    assert "hunter2" not in texts_of(caught.value)
+    assert "user:<redacted>@" in str(caught.value)
+
+
+async def test_a_password_in_base_url_is_blanked_like_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server echoing base_url's password (a proxy's) has it blanked in errors and logs."""
+    caplog.set_level(logging.DEBUG)
+    password = "s3cret-Proxy-pass"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        text = f"proxy user:{password}@ refused {request.url.params['api_key'].upper()}"
+        return httpx.Response(502, extensions={"reason_phrase": text.encode()})
+
+    base_url = f"https://user:{password}@proxy.example/wms"
+    transport = httpx.MockTransport(echo)
+    async with WMSPanelClient("c", API_KEY, base_url=base_url, transport=transport) as client:
+        with pytest.raises(ServerError) as caught:
+            await client.data_slices()
+        logging.getLogger("httpx").warning("echoed %s", password.upper())
+    text = texts_of(caught.value)
+    assert "proxy user:<redacted>@ refused <redacted>" in str(caught.value)
+    assert password.lower() not in text.lower()
+    assert API_KEY not in text.lower()
+    assert password.lower() not in caplog.text.lower()
+    assert API_KEY not in caplog.text.lower()
+
+
+def test_a_key_is_blanked_in_any_case_and_cut_short() -> None:
+    """Upper case, mixed case, api_key= in any case, and a key's head cut off: all blanked."""
+    redact = Redactor(API_KEY)
+    assert redact(f"API_KEY={API_KEY.upper()}") == f"API_KEY={REDACTED}"
+    assert redact(f"key {API_KEY.upper()[:20]}...") == f"key {REDACTED}..."
+    assert redact(f"tail {API_KEY[-12:]}") == f"tail {REDACTED}"
+    assert redact(f"short {API_KEY[:11]}") == f"short {API_KEY[:11]}"  # 11 characters: kept
+    assert redact.blank_bytes(f"x{API_KEY.upper()}x".encode()) == f"x{REDACTED}x".encode()
+
+
+def test_scrub_cleans_arguments_that_are_not_texts() -> None:
+    """Bytes, objects whose repr shows the key, group members: each is cleaned."""
+
+    class Holder:
+        def __repr__(self) -> str:
+            return f"Holder({API_KEY})"
+
+    inner = ValueError(f"api_key={API_KEY}".encode(), Holder(), 3)
+    group = ExceptionGroup("several", [inner, KeyError(API_KEY.upper())])
+    outer = RuntimeError("wrapped")
+    outer.__cause__ = group
+    Redactor(API_KEY).scrub(outer)
+    assert inner.args == (f"api_key={REDACTED}".encode(), f"Holder({REDACTED})", 3)
+    assert group.exceptions[1].args == (REDACTED,)
+    assert API_KEY not in texts_of(outer).lower()
