@@ -610,6 +610,21 @@ def test_main_in_process_returns_exit_codes(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.startswith("wmspanel-async ")
 
 
+def test_a_password_in_the_base_url_is_never_printed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A proxy's password in --base-url is blanked in the error line, as the key is."""
+    key_file = tmp_path / "key"
+    key_file.write_text("0" * 32)
+    base_url = "http://user:hunter2@example.com:99999/wms?api_key=hunter3"
+    args = ["slices", "--client-id", "x", "--api-key-file", str(key_file), "--base-url", base_url]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wmspanel-async: error: base_url 'http://user:<redacted>@example.com")
+    assert "hunter2" not in err
+    assert "hunter3" not in err
+
+
 @pytest.mark.parametrize(
     ("bits", "text"),
     [
