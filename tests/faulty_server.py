@@ -44,7 +44,7 @@ logger = logging.getLogger("tests.faulty_server")
 
 #: The longest request head the server reads; the client's are a few hundred bytes.
 MAX_HEAD = 16 * 1024
-#: What the client refuses to read (``MAX_BODY_BYTES`` in ``_client.py``); bodies above it
+#: What the client refuses to read (``MAX_BODY_BYTES`` in ``_body.py``); bodies above it
 #: are "oversize".
 ONE_MIB = 1024 * 1024
 

@@ -1,8 +1,9 @@
 """``WMSPanelClient``: its lifecycle, one method per endpoint, and the request pipeline.
 
 One call travels: method -> ``_call`` (deadline, quota, retries) -> ``_attempt`` (one HTTP
-exchange, status and size checks) -> the transport (httpx's, ours over aiohttp, or a
-user's) -> the network; then the body goes through ``_converter`` into a model. The request
+exchange and its status check; ``_body`` reads and decodes the body within its cap) -> the
+transport (httpx's, ours over aiohttp, or a user's) -> the network; then the body goes
+through ``_converter`` into a model. The request
 goes to the transport directly, not through an ``httpx.AsyncClient``, unless the user hands
 in one of theirs.
 """
