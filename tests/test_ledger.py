@@ -168,6 +168,32 @@ async def test_a_memory_ledger_counts_each_account_apart() -> None:
     assert (await ledger.reserve("two", 1, NOON)).used == 1
 
 
+@pytest.mark.anyio
+async def test_per_user_keys_of_one_account_spend_one_limit() -> None:
+    """Clients of two client ids given one ``account`` are counted together, and refused."""
+    account = Account.sample()
+    simulator = Simulator([account])
+    ledger = MemoryLedger()
+    slice_id = account.slices[0].id
+    async with (
+        simulator.client(ledger=ledger, daily_limit=3, account="acme") as first,
+        simulator.client(ledger=ledger, daily_limit=3, account="acme") as second,
+        simulator.client(ledger=ledger, daily_limit=3) as alone,
+    ):
+        first.client_id = "per-user-1"  # as two per-user keys would have
+        second.client_id = "per-user-2"
+        await first.realtime(slice_id)
+        await second.realtime(slice_id)
+        await first.realtime(slice_id)
+        with pytest.raises(QuotaExhaustedError):
+            await second.realtime(slice_id)
+        assert (first.account, first.quota.used, second.quota.used) == ("acme", 3, 3)
+        assert (alone.account, alone.quota.used) == (account.client_id, 0)
+    assert len(simulator.requests) == 3
+    with pytest.raises(ConfigurationError, match="account must be a non-empty name"):
+        WMSPanelClient(CLIENT_ID, API_KEY, account="")
+
+
 def test_the_client_takes_one_ledger() -> None:
     """ledger and quota_file together, or a ledger that is none, are refused."""
     with pytest.raises(ConfigurationError, match="either ledger or quota_file"):

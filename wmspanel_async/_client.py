@@ -173,6 +173,15 @@ def _checked_max_age(max_age: float | None) -> float | None:
     raise ConfigurationError(msg)
 
 
+def _checked_account(account: str | None, client_id: str) -> str:
+    if account is None:
+        return client_id
+    if not (isinstance(account, str) and account):
+        msg = f"account must be a non-empty name, got {account!r:.60}"
+        raise ConfigurationError(msg)
+    return account
+
+
 def _chosen_ledger(ledger: Ledger | None, quota_file: str | os.PathLike[str] | None) -> Ledger:
     if ledger is not None and quota_file is not None:
         msg = "pass either ledger or quota_file (a FileLedger's shorthand), not both"
@@ -260,11 +269,8 @@ class WMSPanelClient:
         account: str | None = None,
     ) -> None:
         self.client_id: str = _setting(client_id, "WMSPANEL_CLIENT_ID", "client id")
-        if account is not None and not (isinstance(account, str) and account):
-            msg = f"account must be a non-empty name, got {account!r:.60}"
-            raise ConfigurationError(msg)
         #: The account whose daily calls this client spends; ledgers count by it.
-        self.account: str = account or self.client_id
+        self.account: str = _checked_account(account, self.client_id)
         api_key = _setting(api_key, "WMSPANEL_API_KEY", "API key")
         self.base_url: httpx.URL = _checked_base_url(
             base_url or os.environ.get("WMSPANEL_BASE_URL") or DEFAULT_BASE_URL
