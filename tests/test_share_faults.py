@@ -236,3 +236,52 @@ async def test_followers_refuse_what_a_deposed_leader_published(
         with anyio.fail_after(5):
             latest = await follower.wait(target, newer_than=follower.get(target))
         assert latest.fetched_at < later
+
+
+async def test_every_process_reports_the_shared_pollers_figures(
+    redis_server: RedisServer,
+) -> None:
+    """A follower's stats are the polling process's, and its counters never go back.
+
+    The follower asked for another interval: it shows the one in force. When the leader
+    leaves and the follower polls itself, its polls go on from the shared total.
+    """
+    simulator = Simulator([Account.sample()])
+    target = Target(simulator.account.slices[0].id)
+    leads, leave = anyio.Event(), anyio.Event()
+
+    async def lead_then_leave(client: WMSPanelClient, share: RedisShare) -> None:
+        async with client.keep_fresh([target], interval=0.1, share=share) as fresh:
+            with anyio.fail_after(5):
+                await fresh.wait(target)
+            leads.set()
+            await leave.wait()
+
+    polls_seen: list[int] = []
+    async with (
+        RedisShare.from_url(redis_server.url, lease=LEASE) as first_share,
+        RedisShare.from_url(redis_server.url, lease=LEASE) as second_share,
+        simulator.client(daily_limit=10**7) as first_client,
+        simulator.client(daily_limit=10**7) as second_client,
+        anyio.create_task_group() as task_group,
+    ):
+        task_group.start_soon(lead_then_leave, first_client, first_share)
+        await leads.wait()
+        async with second_client.keep_fresh([target], interval=0.5, share=second_share) as second:
+            with anyio.fail_after(5):
+                # The figures come once a second: bounded polling for the first with polls.
+                while second.stats.polls < 5:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            stats = second.stats
+            assert not stats.leading
+            assert (stats.interval, stats.effective_interval) == (0.1, 0.1)
+            assert stats.quota.used >= stats.polls >= 5
+            leave.set()
+            with anyio.fail_after(4 * LEASE):
+                while not (stats := second.stats).leading or stats.polls < polls_seen[0] + 3:
+                    polls_seen.append(stats.polls)
+                    await anyio.sleep(0.01)
+            polls_seen.append(second.stats.polls)
+            assert second.stats.interval == 0.5  # its own, now that it polls
+    assert polls_seen == sorted(polls_seen)  # never back, through the takeover
+    assert polls_seen[-1] >= polls_seen[0] + 3

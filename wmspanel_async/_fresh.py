@@ -12,9 +12,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -29,9 +30,24 @@ from ._exceptions import (
     TargetNotWatchedError,
 )
 from ._models import Snapshot, Target
-from ._poller import Fetch, PollerStats, PollSettings, _checked_target, _Poller, _TargetState
+from ._poller import (
+    Fetch,
+    PollerStats,
+    PollSettings,
+    _checked_target,
+    _PollCounts,
+    _Poller,
+    _TargetState,
+)
 from ._transport import require_asyncio
-from ._wire import WireFormatError, dump_snapshot, load_shared, target_key
+from ._wire import (
+    FIGURES_KEY,
+    WireFormatError,
+    dump_figures,
+    dump_snapshot,
+    load_shared,
+    target_key,
+)
 
 if TYPE_CHECKING:
     from ._redis import ShareSession
@@ -57,6 +73,61 @@ def _is_newer(snapshot: Snapshot, than: Snapshot) -> bool:
     return snapshot is not than and snapshot.fetched_at >= than.fetched_at
 
 
+#: The poller's counters: every process of a share reports them as totals that never go back.
+_COUNTERS = tuple(field.name for field in attrs.fields(_PollCounts))
+#: Seconds between two publications of the polling process's figures, at most.
+FIGURES_EVERY = 1.0
+
+
+class _SharedFigures:
+    """The shared poller's figures as this process reports them, whoever polls.
+
+    Counters (polls, skips, errors by class) are kept as the largest total seen, so that
+    they never go back when another process takes over the polling; the polling process
+    reports the total it took over plus what it counted since.
+    """
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.latest: PollerStats | None = None  # the polling process's, when another polls
+        self._offsets: dict[str, int] = {}
+        self._error_offsets: collections.Counter[str] = collections.Counter()
+
+    def start_leading(self, own: dict[str, Any]) -> None:
+        """Count on from the totals seen, with this process's own counts as they are now."""
+        self._offsets = {name: self.counters[name] - own[name] for name in _COUNTERS}
+        self._error_offsets = collections.Counter(self.errors)
+        self._error_offsets.subtract(own["errors"])
+        self.latest = None
+
+    def take(self, figures: PollerStats) -> None:
+        """Keep the figures the polling process published."""
+        self.latest = figures
+        self._merge({name: getattr(figures, name) for name in _COUNTERS}, figures.errors)
+
+    def report(self, own: dict[str, Any], *, leading: bool) -> dict[str, Any]:
+        """Return the fields of :class:`PollerStats` to report, from this process's ``own``."""
+        if leading:
+            errors = collections.Counter(own["errors"])
+            errors.update(self._error_offsets)
+            self._merge({name: own[name] + self._offsets[name] for name in _COUNTERS}, errors)
+        figures = (
+            own if leading or self.latest is None else attrs.asdict(self.latest, recurse=False)
+        )
+        return {
+            **figures,
+            **self.counters,
+            "errors": MappingProxyType({k: v for k, v in self.errors.items() if v > 0}),
+        }
+
+    def _merge(self, counters: dict[str, int], errors: Mapping[str, int]) -> None:
+        for name, value in counters.items():
+            self.counters[name] = max(self.counters[name], value)
+        for name, value in errors.items():
+            self.errors[name] = max(self.errors[name], value)
+
+
 @attrs.frozen(kw_only=True)
 class FreshStats(PollerStats):
     """What a :class:`FreshSnapshots` and its readers have done so far, at one moment.
@@ -73,7 +144,10 @@ class FreshStats(PollerStats):
         dropped_unread: Targets no longer watched because nobody read them for
             ``drop_unread_after`` intervals.
         leading: Whether this process polls; with a ``share``, false while another
-            process polls for it (its own poller's figures then stay still).
+            process polls for it. With a ``share`` every process reports the shared
+            poller's figures (the interval in force, polls, skips, errors, the day's calls),
+            as the polling process published them, and counters that never go back when
+            another process takes over.
     """
 
     reads: int
@@ -282,6 +356,7 @@ class FreshSnapshots(_Poller):
         self._outbox_ready: anyio.Event | None = None
         self._warned: set[str] = set()
         self._generation = 0  # of the newest lease whose snapshots were taken
+        self._shared = _SharedFigures()
 
     async def __aenter__(self) -> FreshSnapshots:
         if self._share is not None:
@@ -425,8 +500,11 @@ class FreshSnapshots(_Poller):
     @property
     def stats(self) -> FreshStats:
         """What the poller and its readers have done so far; see :class:`FreshStats`."""
+        fields = self._stats_fields()
+        if self._share is not None:
+            fields = self._shared.report(fields, leading=self._leading)
         return FreshStats(
-            **self._stats_fields(),
+            **fields,
             reads=self._reads,
             waiting=sum(reading.waiting for reading in self._readings.values()),
             subscribers=len(self._subscriptions),
@@ -547,6 +625,7 @@ class FreshSnapshots(_Poller):
         logger.info("polling for every process that shares these targets (%s)", share.url)
         self._leading = True
         self._generation = share.generation
+        self._shared.start_leading(self._stats_fields())
         self._reset()
         fenced_for = share.share.lease * LEASE_FENCE
         try:
@@ -588,6 +667,7 @@ class FreshSnapshots(_Poller):
                 await share.release_lease()
 
     async def _publish(self, share: ShareSession, polling: anyio.CancelScope) -> None:
+        figures_due = -math.inf
         while True:
             while self._outbox:
                 snapshot = self._outbox.popleft()
@@ -601,12 +681,19 @@ class FreshSnapshots(_Poller):
                     logger.warning("another process holds the lease now; following it")
                     polling.cancel()
                     return
+            if (now := anyio.current_time()) >= figures_due:
+                figures_due = now + FIGURES_EVERY
+                figures = dump_figures(self.stats, generation=share.generation)
+                with contextlib.suppress(RedisUnavailableError):  # said by the next snapshot
+                    await share.publish(FIGURES_KEY, figures)
+                continue  # snapshots may have come meanwhile
             self._outbox_ready = anyio.Event()
-            await self._outbox_ready.wait()
+            with anyio.move_on_after(figures_due - now):
+                await self._outbox_ready.wait()
             self._outbox_ready = None
 
     def _take_shared(self, data: bytes) -> None:
-        """Keep a snapshot that the polling process published, if it is newer."""
+        """Keep a snapshot (or the figures) the polling process published, if newer."""
         try:
             snapshot, generation = load_shared(data)
         except WireFormatError as exc:
@@ -615,6 +702,9 @@ class FreshSnapshots(_Poller):
         if generation < self._generation:
             return  # from a poller deposed since: fenced off
         self._generation = generation
+        if not isinstance(snapshot, Snapshot):
+            self._shared.take(snapshot)
+            return
         state = self._states.get(snapshot.target)
         reading = self._readings.get(snapshot.target)
         if state is None or state.removed or reading is None:

@@ -2,21 +2,29 @@
 
 The format carries ``"v"``; a reader of another version refuses the snapshot with
 :class:`WireFormatError`, which says so, instead of misreading it. Errors cross as their
-class name, message and plain attributes, and come back as the same class of ours.
+class name, message and plain attributes, and come back as the same class of ours. Each
+message carries ``"g"``, the generation of the lease of the poller that wrote it; besides
+snapshots, that poller publishes its figures (``"poller"``: the fields of ``PollerStats``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from types import MappingProxyType
 from typing import Any
+
+import attrs
 
 from . import _exceptions
 from ._exceptions import WMSPanelError
-from ._models import GeoEntry, RealtimeStats, Snapshot, Target
+from ._models import GeoEntry, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._poller import PollerStats
 
 #: The version of the format written here.
 WIRE_VERSION = 2
+#: The shared poller's figures are kept beside the snapshots, under this name.
+FIGURES_KEY = "poller"
 
 
 class WireFormatError(ValueError):
@@ -60,20 +68,41 @@ def dump_snapshot(snapshot: Snapshot, *, generation: int = 0) -> str:
     )
 
 
+def dump_figures(stats: PollerStats, *, generation: int) -> str:
+    """Return the poller's figures (the fields of :class:`PollerStats`) as JSON text."""
+    figures = {field.name: getattr(stats, field.name) for field in attrs.fields(PollerStats)}
+    quota = stats.quota
+    return json.dumps(
+        {
+            "v": WIRE_VERSION,
+            "g": generation,
+            "poller": {
+                **figures,
+                "errors": dict(figures["errors"]),
+                "quota": [quota.used, quota.remaining, quota.limit, quota.resets_at.isoformat()],
+            },
+        }
+    )
+
+
 def load_snapshot(text: str | bytes) -> Snapshot:
     """Return the snapshot that :func:`dump_snapshot` wrote.
 
     Raises:
         WireFormatError: Another version wrote it, or it is not a snapshot.
     """
-    return load_shared(text)[0]
+    shared, _ = load_shared(text)
+    if not isinstance(shared, Snapshot):
+        msg = "not a shared snapshot: the poller's figures"
+        raise WireFormatError(msg)
+    return shared
 
 
-def load_shared(text: str | bytes) -> tuple[Snapshot, int]:
-    """Return the snapshot that :func:`dump_snapshot` wrote, and its lease's generation.
+def load_shared(text: str | bytes) -> tuple[Snapshot | PollerStats, int]:
+    """Return what :func:`dump_snapshot` or :func:`dump_figures` wrote, and its generation.
 
     Raises:
-        WireFormatError: Another version wrote it, or it is not a snapshot.
+        WireFormatError: Another version wrote it, or it is neither.
     """
     try:
         data = json.loads(text)
@@ -87,10 +116,12 @@ def load_shared(text: str | bytes) -> tuple[Snapshot, int]:
             f"wmspanel-async reads format {WIRE_VERSION}: run the same version everywhere"
         )
         raise WireFormatError(msg)
+    if "poller" in data:
+        return _load_figures(data["poller"]), _generation(data)
     try:
         data_slice, stream, server = data["target"]
         stats = data["stats"]
-        generation = int(data["g"])
+        generation = _generation(data)
         snapshot = Snapshot(
             target=Target(data_slice, stream=stream, server=server),
             stats=None
@@ -120,3 +151,32 @@ def _load_error(data: dict[str, Any]) -> WMSPanelError:
     Exception.__init__(error, data["message"])
     vars(error).update(data.get("attributes", {}))
     return error
+
+
+def _generation(data: dict[str, Any]) -> int:
+    generation = data.get("g")
+    if not isinstance(generation, int):
+        msg = f"a shared message without a lease generation: {generation!r:.40}"
+        raise WireFormatError(msg)
+    return generation
+
+
+def _load_figures(figures: object) -> PollerStats:
+    try:
+        if not isinstance(figures, dict):
+            raise TypeError(type(figures).__name__)  # noqa: TRY301 - one message for all
+        used, remaining, limit, resets_at = figures["quota"]
+        loaded = PollerStats(
+            **{name: value for name, value in figures.items() if name not in ("errors", "quota")},
+            errors=MappingProxyType({str(k): int(v) for k, v in figures["errors"].items()}),
+            quota=QuotaStatus(
+                used=int(used),
+                remaining=int(remaining),
+                limit=int(limit),
+                resets_at=dt.datetime.fromisoformat(resets_at),
+            ),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        msg = f"malformed shared figures: {type(exc).__name__}: {exc}"
+        raise WireFormatError(msg) from None
+    return loaded
