@@ -285,3 +285,45 @@ async def test_an_option_redis_py_does_not_know_is_a_configuration_error() -> No
     with pytest.raises(ConfigurationError, match="not lowercase") as caught:
         RedisLedger.from_url(f"redis://127.0.0.1:6379/0?PASSWORD={PASSWORD}")
     assert PASSWORD not in texts_of(caught.value)
+
+
+async def test_an_outage_allowance_spends_a_share_of_what_is_left(
+    redis_server: RedisServer,
+) -> None:
+    """With outage_allowance, each process spends at most its share while Redis is away.
+
+    Two ledgers have spent 4 of 10: each may spend (10 - 4) // 2 = 3 alone, not the
+    allowance of 5; the calls are written back when Redis answers again (here, restarted
+    empty), and the day is spent: 10.
+    """
+    async with (
+        RedisLedger.from_url(redis_server.url, sync_every=FAST_SYNC, outage_allowance=5) as one,
+        RedisLedger.from_url(redis_server.url, sync_every=FAST_SYNC, outage_allowance=5) as two,
+    ):
+        for ledger in (one, one, two, two):
+            await ledger.reserve(CLIENT_ID, 10, NOON)
+        assert (await one.refresh(CLIENT_ID, 10, NOON)).used == 4  # each knows the other now
+        redis_server.stop()
+        for ledger in (one, two):
+            spent = [(await ledger.reserve(CLIENT_ID, 10, NOON)).used for _ in range(3)]
+            assert spent == [5, 6, 7]  # as each counts: 3 calls, not the allowance of 5
+            with pytest.raises(RedisUnavailableError, match="nothing was sent"):
+                await ledger.reserve(CLIENT_ID, 10, NOON)
+        redis_server.start()
+        with anyio.fail_after(10):  # the write-backs restore 10, after the recovery window
+            with pytest.raises(Exception, match="daily budget of 10 calls is spent"):
+                await one.reserve(CLIENT_ID, 10, NOON)
+        assert (await two.refresh(CLIENT_ID, 10, NOON)).used == 10
+
+
+async def test_without_an_allowance_nothing_is_spent_while_redis_is_away(
+    redis_server: RedisServer,
+) -> None:
+    """The default: a call Redis cannot count is refused, and not sent."""
+    async with RedisLedger.from_url(redis_server.url, sync_every=FAST_SYNC) as ledger:
+        await ledger.reserve(CLIENT_ID, 10, NOON)
+        redis_server.stop()
+        with pytest.raises(RedisUnavailableError, match="nothing was sent"):
+            await ledger.reserve(CLIENT_ID, 10, NOON)
+    with pytest.raises(ConfigurationError, match="outage_allowance must be a whole number"):
+        RedisLedger.from_url(redis_server.url, outage_allowance=-1)

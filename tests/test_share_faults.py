@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio
 from redis_support import ON_ASYNCIO, RedisServer
 
-from wmspanel_async import Snapshot, Target, WMSPanelClient
+from wmspanel_async import RedisUnavailableError, Snapshot, Target, WMSPanelClient
 from wmspanel_async._wire import dump_snapshot, target_key
 from wmspanel_async.redis import RedisShare
 from wmspanel_async.testing import Account, Simulator
@@ -285,3 +285,34 @@ async def test_every_process_reports_the_shared_pollers_figures(
             assert second.stats.interval == 0.5  # its own, now that it polls
     assert polls_seen == sorted(polls_seen)  # never back, through the takeover
     assert polls_seen[-1] >= polls_seen[0] + 3
+
+
+async def test_followers_show_a_redis_outage_as_the_leader_does(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stops: every process's readers get the RedisUnavailableError, figures kept."""
+    simulator = Simulator([Account.sample()])
+    target = Target(simulator.account.slices[0].id)
+    async with (
+        RedisShare.from_url(redis_server.url, lease=LEASE) as first_share,
+        RedisShare.from_url(redis_server.url, lease=LEASE) as second_share,
+        simulator.client(daily_limit=10**7) as first_client,
+        simulator.client(daily_limit=10**7) as second_client,
+        first_client.keep_fresh([target], interval=INTERVAL, share=first_share) as first,
+        second_client.keep_fresh([target], interval=INTERVAL, share=second_share) as second,
+    ):
+        with anyio.fail_after(5):
+            await first.wait(target)
+            last_figures = await second.wait(target)
+        follower = second if first.stats.leading else first
+        redis_server.stop()
+        with anyio.fail_after(4 * LEASE):
+            outage = await follower.wait(target, newer_than=follower.get(target))
+            while not isinstance(outage.error, RedisUnavailableError):
+                outage = await follower.wait(target, newer_than=outage)
+        assert outage.stats is None
+        assert "nothing was sent" in str(outage.error)
+        kept = follower.last_success(target)
+        assert kept is not None
+        assert kept.fetched_at >= last_figures.fetched_at
+        redis_server.start()

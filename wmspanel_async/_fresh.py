@@ -357,6 +357,7 @@ class FreshSnapshots(_Poller):
         self._warned: set[str] = set()
         self._generation = 0  # of the newest lease whose snapshots were taken
         self._shared = _SharedFigures()
+        self._outage_shown = False
 
     async def __aenter__(self) -> FreshSnapshots:
         if self._share is not None:
@@ -604,12 +605,15 @@ class FreshSnapshots(_Poller):
         while True:
             try:
                 if not await share.take_lease():
+                    self._outage_shown = False
                     # One subscription while following: the latest snapshots are read once.
                     await share.follow(self._take_shared, period)
             except RedisUnavailableError as exc:
                 self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
+                self._show_outage(exc)
                 await anyio.sleep(period)
                 continue
+            self._outage_shown = False
             await self._lead(share, period)
             if self._fatal is not None:
                 return
@@ -713,6 +717,23 @@ class FreshSnapshots(_Poller):
         if latest is not None and latest.fetched_at >= snapshot.fetched_at:
             return  # read back from Redis after it was published: seen already
         self._deliver(state, snapshot)
+
+    def _show_outage(self, error: RedisUnavailableError) -> None:
+        """Give each target a snapshot of ``error``, once an outage.
+
+        The polling process's polls fail with it too (its ledger or its share is away), so
+        every process's readers see the same; :meth:`last_success` keeps the figures.
+        """
+        if self._outage_shown:
+            return
+        self._outage_shown = True
+        now = self._utc_clock()
+        for state in list(self._states.values()):
+            if not state.removed and state.target in self._readings:
+                outage = Snapshot(
+                    target=state.target, stats=None, error=error, fetched_at=now, latency=0.0
+                )
+                self._deliver(state, outage)
 
     def _warn_once(self, kind: str, message: str, exc: BaseException) -> None:
         if kind not in self._warned:

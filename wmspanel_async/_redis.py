@@ -232,9 +232,10 @@ async def command(endpoint: RedisEndpoint, what: str, call: Callable[[], Awaitab
 class _Day:
     """One account's count of one UTC day (by Redis's clock), as this ledger knows it."""
 
-    __slots__ = ("at", "day", "others", "own", "redis_now", "used")
+    __slots__ = ("at", "day", "others", "own", "redis_now", "spent_away", "used")
 
     def __init__(self) -> None:
+        self.spent_away = 0  # calls counted here only, since Redis went away
         self.day = -1  # Redis's day number
         self.own = 0  # this ledger's calls of the day: exact, only it raises its entry
         self.others: dict[str, int] = {}  # the other ledgers' entries, as last read
@@ -264,7 +265,29 @@ class _Day:
         self.used = int(used) if fresh_day else max(self.used, int(used))
         self.redis_now = int(seconds) + int(micros) / 1e6
         self.at = time.monotonic()
+        self.spent_away = 0  # Redis answers: what was spent away is in ``own``, written back
         return bool(taken), int(wait)
+
+    def away_budget(self, limit: int, allowance: int) -> int:
+        """Return the calls this process may count alone while Redis is away, today."""
+        if self.day != self.now().timestamp() // 86400:
+            return 0  # a day this process has not seen counted
+        left_when_last_read = limit - (self.used - self.spent_away)
+        return min(allowance, left_when_last_read // (1 + len(self.others)))
+
+    def spend_away(self, limit: int, allowance: int) -> bool:
+        """Count a call here only, while Redis is away, within this process's share.
+
+        The share is what was left today when Redis last answered, split evenly between
+        the processes whose entries this one knows, and never more than ``allowance``; the
+        call rides in ``own``, written back when Redis answers again.
+        """
+        if self.spent_away >= self.away_budget(limit, allowance):
+            return False
+        self.spent_away += 1
+        self.own += 1
+        self.used += 1
+        return True
 
     def now(self) -> dt.datetime:
         """Redis's clock now, as estimated from when it was last read."""
@@ -304,6 +327,12 @@ class RedisLedger(Ledger):
     its entry. Redis with AOF persistence (``appendonly yes``) and ``noeviction`` forgets
     nothing.
 
+    **While Redis is away**, a call is refused with :class:`RedisUnavailableError` and not
+    sent (nothing uncounted), unless ``outage_allowance`` is given: then this process may
+    make that many calls at most, and never more than its share of what was left today when
+    Redis last answered (split evenly between the processes it knows), counted in its
+    memory and written back to Redis when it answers again.
+
     No safety margin is kept: the ``daily_limit`` given to the clients is what the script
     enforces. redis-py's asyncio client runs on asyncio only: under trio, a call is refused
     with :class:`ConfigurationError`.
@@ -316,9 +345,12 @@ class RedisLedger(Ledger):
         url: The Redis URL, for texts (its password is never shown) and to know the
             password to blank.
         sync_every: Seconds between two write-backs of this ledger's entries.
+        outage_allowance: Calls this process may make, counted in its memory, while Redis
+            is away; 0 (the default) refuses them.
 
     Raises:
-        ConfigurationError: ``sync_every`` is not a number of seconds above 0.
+        ConfigurationError: ``sync_every`` is not a number of seconds above 0, or
+            ``outage_allowance`` not a whole number, 0 or more.
     """
 
     def __init__(
@@ -327,11 +359,17 @@ class RedisLedger(Ledger):
         *,
         url: str = "redis://",
         sync_every: float = SYNC_EVERY,
+        outage_allowance: int = 0,
         _clock_offset: float = 0.0,
     ) -> None:
         if not (isinstance(sync_every, int | float) and sync_every > 0):
             msg = f"sync_every must be a number of seconds above 0, got {sync_every!r}"
             raise ConfigurationError(msg)
+        allowance: object = outage_allowance  # the annotation promises what users may get wrong
+        if isinstance(allowance, bool) or not (isinstance(allowance, int) and allowance >= 0):
+            msg = f"outage_allowance must be a whole number of calls, 0 or more, got {allowance!r}"
+            raise ConfigurationError(msg)
+        self._outage_allowance = outage_allowance
         self._redis = redis
         self._endpoint = RedisEndpoint.of(url)
         self._count = redis.register_script(_COUNT)
@@ -344,19 +382,29 @@ class RedisLedger(Ledger):
         self._task_group: anyio.abc.TaskGroup | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, sync_every: float = SYNC_EVERY) -> RedisLedger:
+    def from_url(
+        cls, url: str, *, sync_every: float = SYNC_EVERY, outage_allowance: int = 0
+    ) -> RedisLedger:
         """Connect (lazily: at the first call) to the Redis at ``url``.
 
         Args:
             url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS, or
                 ``unix:///path/to/socket``.
             sync_every: Seconds between two write-backs of this ledger's entries.
+            outage_allowance: Calls this process may make, counted in its memory, while
+                Redis is away (see :class:`RedisLedger`); 0, the default, refuses them.
 
         Raises:
             ConfigurationError: redis-py is not installed (``pip install
-                "wmspanel-async[redis]"``), or ``url`` is not a Redis URL.
+                "wmspanel-async[redis]"``), ``url`` is not a Redis URL, or an argument is
+                out of range.
         """
-        return cls(connect(url, "the Redis ledger"), url=url, sync_every=sync_every)
+        return cls(
+            connect(url, "the Redis ledger"),
+            url=url,
+            sync_every=sync_every,
+            outage_allowance=outage_allowance,
+        )
 
     def __repr__(self) -> str:
         return f"<RedisLedger {self._endpoint.url}>"
@@ -380,7 +428,19 @@ class RedisLedger(Ledger):
         while True:
             known = self._days.get(account)
             knew_counts = known is not None and bool(known.own or known.others)
-            taken, wait, status = await self._run(account, limit, take=True)
+            try:
+                taken, wait, status = await self._run(account, limit, take=True)
+            except RedisUnavailableError as exc:
+                if known is None or not known.spend_away(limit, self._outage_allowance):
+                    raise
+                if known.spent_away == 1:
+                    logger.warning(
+                        "%s; counting up to %d calls in this process until it answers (its "
+                        "share of what is left today, within outage_allowance)",
+                        exc,
+                        known.away_budget(limit, self._outage_allowance),
+                    )
+                return quota_status(known.used, limit, known.now())
             if taken:
                 return status
             if not wait:
