@@ -7,12 +7,13 @@ was (see :data:`EXIT_CODES`); no traceback is ever printed, and the API key neve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import NoReturn
@@ -431,9 +432,6 @@ def _client(args: argparse.Namespace) -> WMSPanelClient:
     )
 
 
-#: The ledgers this run opened, closed when the command ends.
-_ledgers: list[Ledger] = []
-
 #: What a Redis URL starts with, as redis-py reads them.
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -448,8 +446,19 @@ def _ledger(args: argparse.Namespace) -> Ledger | None:
         ledger: Ledger = RedisLedger.from_url(where)
     else:
         ledger = FileLedger(where)
-    _ledgers.append(ledger)
     return ledger
+
+
+@contextlib.asynccontextmanager
+async def _connected(args: argparse.Namespace) -> AsyncIterator[WMSPanelClient]:
+    """The client of the command's options, in use with its ledger.
+
+    The ledger is entered (and closed after): a Redis ledger writes its count back while it
+    is, which is what lets it recover a count that Redis lost.
+    """
+    client = _client(args)
+    async with client.ledger, client:
+        yield client
 
 
 # Output --------------------------------------------------------------------------------------
@@ -505,7 +514,7 @@ def _slice_by_id_or_name(selector: str, slices: Sequence[DataSlice]) -> DataSlic
 
 
 async def _slices(args: argparse.Namespace) -> None:
-    async with _client(args) as client:
+    async with _connected(args) as client:
         slices = await client.data_slices()
     if args.json:
         for data_slice in slices:
@@ -515,7 +524,7 @@ async def _slices(args: argparse.Namespace) -> None:
 
 
 async def _realtime(args: argparse.Namespace) -> None:
-    async with _client(args) as client:
+    async with _connected(args) as client:
         names: dict[str, str] = {}
         slice_id = args.slice
         if not OBJECT_ID.fullmatch(slice_id):
@@ -533,7 +542,7 @@ async def _realtime(args: argparse.Namespace) -> None:
 
 
 async def _watch(args: argparse.Namespace) -> None:
-    async with _client(args) as client:
+    async with _connected(args) as client:
         slices = await client.data_slices()
         chosen = [_slice_by_id_or_name(selector, slices) for selector in args.slices] or slices
         if not chosen:
@@ -628,7 +637,7 @@ async def _live_view(console: Console, view: WatchView, stream: SnapshotStream) 
 
 
 async def _exporter(args: argparse.Namespace) -> None:
-    await run_exporter(args, lambda: _client(args))
+    await run_exporter(args, lambda: _connected(args))
 
 
 async def _simulator(args: argparse.Namespace) -> None:
@@ -714,16 +723,11 @@ async def _run(
 ) -> int:
     """Run ``command`` until it ends, ``--duration`` passes, or SIGINT, SIGTERM or SIGHUP comes."""
     duration: float | None = getattr(args, "duration", None)
-    try:
-        with anyio.move_on_after(duration):
-            async with anyio.create_task_group() as task_group:
-                task_group.start_soon(_stop_on_signals, task_group.cancel_scope)
-                await command(args)
-                task_group.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-            while _ledgers:
-                await _ledgers.pop().aclose()
+    with anyio.move_on_after(duration):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(_stop_on_signals, task_group.cancel_scope)
+            await command(args)
+            task_group.cancel_scope.cancel()
     return EXIT_OK
 
 

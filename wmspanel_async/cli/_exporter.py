@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,7 +192,10 @@ class _Plan:
         yield from (Target(slice_id, server=server) for server in self.servers)
 
 
-async def run(args: argparse.Namespace, make_client: Callable[[], WMSPanelClient]) -> None:
+async def run(
+    args: argparse.Namespace,
+    connect: Callable[[], AbstractAsyncContextManager[WMSPanelClient]],
+) -> None:
     """Run the exporter until cancelled (by SIGTERM, SIGHUP or Ctrl-C).
 
     Raises:
@@ -210,7 +213,7 @@ async def run(args: argparse.Namespace, make_client: Callable[[], WMSPanelClient
     plan = _plan(args)
     if args.demo:
         simulator = Simulator.demo()
-        client = simulator.client()
+        connect = simulator.client
         if not (plan.slices or plan.targets or plan.all_slices):
             # What `wmspanel-async demo` shows: every slice, and the busiest streams of one.
             busiest = sorted(simulator.account.streams, key=lambda stream: -stream.audience)
@@ -220,12 +223,10 @@ async def run(args: argparse.Namespace, make_client: Callable[[], WMSPanelClient
                 all_slices=True,
                 targets=tuple(Target(first, stream=stream.id) for stream in busiest[:3]),
             )
-    else:
-        client = make_client()
     names: dict[str, str] = {}
     with _log_to_stderr():
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(client)
+            client = await stack.enter_async_context(connect())
             share = await _share(args, stack)
             targets = plan.explicit()
             if share is not None and (plan.all_slices or plan.each_server):
