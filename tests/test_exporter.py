@@ -117,26 +117,122 @@ async def test_an_idle_connection_is_closed_after_the_idle_timeout() -> None:
             assert (await request(served, GET)).startswith(b"HTTP/1.1 200 ")
 
 
-async def test_connections_beyond_the_limit_are_closed_at_once() -> None:
-    """With one connection allowed, a second is closed unanswered; the first is served."""
+async def test_a_newcomer_takes_the_place_of_the_longest_idle_connection() -> None:
+    """At the limit, the connection idle the longest gives its place; one answering never."""
+    release = anyio.Event()
+
+    async def slow_at_slow(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send_text(send, 200, "hello\n")  # type: ignore[arg-type]
+
     async with serve_asgi(
-        hello, host="127.0.0.1", port=0, server_header=b"test", max_connections=1
+        slow_at_slow, host="127.0.0.1", port=0, server_header=b"test", max_connections=2
+    ) as (host, port):
+        async with (
+            await anyio.connect_tcp(host, port) as idle,
+            await anyio.connect_tcp(host, port) as answering,
+        ):
+            assert (await request(idle, GET)).endswith(b"hello\n")  # then idle
+            await answering.send(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+            async with await anyio.connect_tcp(host, port) as newcomer:
+                assert (await request(newcomer, GET)).endswith(b"hello\n")
+                assert await closed_by_server(idle)  # its place went to the newcomer
+                async with await anyio.connect_tcp(host, port) as one_more:
+                    # The newcomer is idle now: it gives its place, never the one answering.
+                    assert (await request(one_more, GET)).endswith(b"hello\n")
+                    assert await closed_by_server(newcomer)
+            release.set()
+            with anyio.fail_after(TIMEOUT):
+                received = await answering.receive()
+    assert received.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_every_place_answering_refuses_the_newcomer() -> None:
+    """When every connection is being answered, a newcomer is closed at once."""
+    release = anyio.Event()
+
+    async def held(scope: dict[str, object], receive: object, send: object) -> None:
+        await release.wait()
+        await send_text(send, 200, "hello\n")  # type: ignore[arg-type]
+
+    async with serve_asgi(
+        held, host="127.0.0.1", port=0, server_header=b"test", max_connections=1
     ) as (host, port):
         async with await anyio.connect_tcp(host, port) as first:
-            assert (await request(first, GET)).endswith(b"hello\n")  # its handler is running
+            await first.send(GET)
             async with await anyio.connect_tcp(host, port) as second:
                 assert await closed_by_server(second)
-            assert (await request(first, GET)).endswith(b"hello\n")
-        # The first one left: its place is free once the server has seen it close.
-        with anyio.fail_after(TIMEOUT):
-            while True:
-                async with await anyio.connect_tcp(host, port) as third:
-                    try:
-                        answer = await request(third, GET)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        continue  # came before the server saw the first one close
-                    break
-        assert answer.endswith(b"hello\n")
+            release.set()
+            with anyio.fail_after(TIMEOUT):
+                assert (await first.receive()).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_request_trickling_in_is_cut_at_its_deadline() -> None:
+    """A byte every 0.05 s stays within the idle timeout, not within the request's deadline."""
+    async with serve_asgi(
+        hello,
+        host="127.0.0.1",
+        port=0,
+        server_header=b"test",
+        idle_timeout=1.0,
+        request_timeout=0.3,
+    ) as (host, port):
+        async with await anyio.connect_tcp(host, port) as trickling:
+            started = anyio.current_time()
+            with anyio.fail_after(TIMEOUT):
+                try:
+                    for byte in b"GET / HTTP/1.1\r\nhost: " + b"x" * 1000:
+                        await trickling.send(bytes([byte]))
+                        await anyio.sleep(0.05)  # the client's pace, not a wait for an event
+                except (anyio.BrokenResourceError, anyio.EndOfStream, OSError):
+                    pass
+                assert await closed_by_server(trickling)
+            took = anyio.current_time() - started
+    assert 0.3 <= took < 1.0
+
+
+async def test_two_hundred_slow_connections_cannot_lock_a_scrape_out() -> None:
+    """200 silent and 200 trickling connections of one peer: a scrape is answered in < 3 s."""
+    simulator = Simulator.demo(seed=3)
+    target = Target(simulator.account.slices[0].id)
+    async with (
+        simulator.client() as client,
+        client.keep_fresh([target], interval=0.5) as fresh,
+        anyio.create_task_group() as task_group,
+    ):
+        await fresh.wait(target)
+        async with serve_exporter(fresh, host="127.0.0.1", port=0) as (host, port):
+
+            connected, all_connected = 0, anyio.Event()
+
+            async def hold(trickle: bool) -> None:
+                nonlocal connected
+                try:
+                    async with await anyio.connect_tcp(host, port) as stream:
+                        connected += 1
+                        if connected == 400:
+                            all_connected.set()
+                        while True:
+                            if trickle:
+                                await stream.send(b"G")
+                            await anyio.sleep(0.5)  # a slow client's pace
+                except (anyio.BrokenResourceError, anyio.EndOfStream, OSError):
+                    return  # shed, or cut at its request's deadline
+
+            for number in range(400):
+                task_group.start_soon(hold, number % 2 == 0)
+            with anyio.fail_after(TIMEOUT):
+                await all_connected.wait()  # the attack is on when we scrape
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+                started = anyio.current_time()
+                with anyio.fail_after(3):
+                    answer = await http.get("/metrics")
+                took = anyio.current_time() - started
+            task_group.cancel_scope.cancel()
+    assert answer.status_code == 200
+    assert "wmspanel_connected{" in answer.text
+    assert took < 3
 
 
 async def test_a_request_body_over_the_limit_is_refused_with_413() -> None:

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 #: Seconds a connection may stay idle (or a client take to read an answer) before it is
 #: closed: Prometheus opens a new one if it needs to.
 IDLE_TIMEOUT = 30.0
+#: Seconds a request may take to arrive whole once it has begun: a scrape's head comes in
+#: one packet, and a client that trickles it in holds no place longer than this.
+REQUEST_TIMEOUT = 5.0
 #: Connections served at once at most: a few Prometheus servers and a probe need far fewer.
+#: A newcomer beyond them takes the place of the connection idle the longest.
 MAX_CONNECTIONS = 64
 
 _PAGE = """<!doctype html>
@@ -127,6 +131,7 @@ async def serve_exporter(
             port=port,
             server_header=f"wmspanel-async-exporter/{__version__}".encode(),
             idle_timeout=IDLE_TIMEOUT,
+            request_timeout=REQUEST_TIMEOUT,
             max_connections=MAX_CONNECTIONS,
         ) as address,
         anyio.create_task_group() as task_group,

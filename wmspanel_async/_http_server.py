@@ -12,6 +12,12 @@ head (16 KiB at most) and body (1 MiB at most) through h11 -> the app is called 
 ``http`` scope -> what it sends goes out through h11 -> the next request on the same
 connection, until either side closes or the connection is idle for ``idle_timeout``.
 
+No client can lock others out: once its first byte has come, a request must arrive whole
+within ``request_timeout`` (however slowly its bytes trickle in), and when all
+``max_connections`` are open, a newcomer takes the place of the connection that has waited
+longest for a request (silent, trickling, or idle between requests), never of one whose
+request is being answered.
+
 An app that raises after starting its answer has the connection dropped mid-body; an
 exception of ``drop_on`` raised before the answer drops the connection unanswered (how the
 simulator's faults reach the client); any other exception before the answer gives 500.
@@ -94,6 +100,7 @@ async def serve_asgi(
     server_header: bytes,
     drop_on: tuple[type[Exception], ...] = (),
     idle_timeout: float | None = None,
+    request_timeout: float | None = None,
     max_connections: int | None = None,
 ) -> AsyncIterator[tuple[str, int]]:
     """Serve ``app`` on ``host`` and ``port`` for the duration of the ``async with`` block.
@@ -105,9 +112,13 @@ async def serve_asgi(
         server_header: The ``Server`` header of every answer.
         drop_on: Exceptions that, raised by the app before it answers, drop the connection
             unanswered.
-        idle_timeout: Seconds a connection may wait for its client (to send a request, or
+        idle_timeout: Seconds a connection may wait for its client (to start a request, or
             to take the answer) before it is closed; ``None`` waits forever.
-        max_connections: Connections served at once at most; more are closed at once.
+        request_timeout: Seconds a request may take to arrive whole (head and body) once
+            its first byte has come; ``None`` for no limit.
+        max_connections: Connections served at once at most. A newcomer beyond them takes
+            the place of the one that has waited longest for a request, or is closed at
+            once if every one is being answered.
 
     Yields:
         The host and the port it listens on; it is ready to accept connections.
@@ -118,15 +129,18 @@ async def serve_asgi(
     listener = await anyio.create_tcp_listener(local_host=host or None, local_port=port)
     bound_port: int = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610
     limit = math.inf if max_connections is None else max_connections
-    open_connections = 0
+    connections: set[_Connection] = set()
     address = (host, bound_port)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
-        nonlocal open_connections
-        if open_connections >= limit:
-            await stream.aclose()  # refused now rather than queued: the client may retry
-            return
-        open_connections += 1
+        if len(connections) >= limit:
+            waiting = [c for c in connections if c.waiting_since is not None]
+            if not waiting:
+                await stream.aclose()  # every place is answering: the client may retry
+                return
+            longest = min(waiting, key=lambda c: c.waiting_since or 0.0)
+            connections.discard(longest)
+            longest.shed()
         connection = _Connection(
             app,
             stream,
@@ -134,13 +148,15 @@ async def serve_asgi(
             server_header=server_header,
             drop_on=drop_on,
             idle_timeout=idle_timeout,
+            request_timeout=request_timeout,
         )
+        connections.add(connection)
         try:
             await connection.run()
         except Exception:  # pragma: no cover - one broken connection must not stop the server
             logger.exception("a connection to the HTTP server on %s:%d failed", *address)
         finally:
-            open_connections -= 1
+            connections.discard(connection)
 
     async with listener, anyio.create_task_group() as task_group:
         task_group.start_soon(listener.serve, handle)
@@ -162,43 +178,62 @@ class _Connection:
         server_header: bytes,
         drop_on: tuple[type[Exception], ...],
         idle_timeout: float | None,
+        request_timeout: float | None,
     ) -> None:
         self._app = app
         self._stream = stream
         self._address = address
         self._server_header = (b"server", server_header)
         self._drop_on = drop_on
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = math.inf if idle_timeout is None else idle_timeout
+        self._request_timeout = math.inf if request_timeout is None else request_timeout
+        self._request_deadline = math.inf  # for the request arriving now
+        self._scope = anyio.CancelScope()
+        #: When it started waiting for a request; None while one is being answered.
+        self.waiting_since: float | None = anyio.current_time()
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         remote = stream.extra(anyio.abc.SocketAttribute.remote_address)  # noqa: S610
         self._client = (str(remote[0]), int(remote[1])) if isinstance(remote, tuple) else None
 
+    def shed(self) -> None:
+        """Close the connection, to give its place to a newcomer."""
+        self._scope.cancel()
+
     async def run(self) -> None:
         async with self._stream:
-            try:
-                while await self._one_exchange():
-                    self._h11.start_next_cycle()
-            except h11.RemoteProtocolError as exc:
-                await self._send_error(exc.error_status_hint)
-            except _RequestTooLarge:
-                await self._send_error(413)
-            except (*_GONE, TimeoutError):
-                return
+            with self._scope:
+                await self._serve()
+
+    async def _serve(self) -> None:
+        try:
+            while await self._one_exchange():
+                self._h11.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            await self._send_error(exc.error_status_hint)
+        except _RequestTooLarge:
+            await self._send_error(413)
+        except (*_GONE, TimeoutError):
+            return
 
     async def _next_event(self) -> Any:
         while True:
             event = self._h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
+            now = anyio.current_time()
             try:
-                with anyio.fail_after(self._idle_timeout):
+                with anyio.fail_at(min(now + self._idle_timeout, self._request_deadline)):
                     data = await self._stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 data = b""
+            if self._request_deadline == math.inf:  # its first bytes: the clock starts
+                self._request_deadline = now + self._request_timeout
             self._h11.receive_data(data)
 
     async def _one_exchange(self) -> bool:
         """Serve one request; return whether the connection may carry another."""
+        self.waiting_since = anyio.current_time()
+        self._request_deadline = math.inf
         request = await self._next_event()
         if not isinstance(request, h11.Request):
             return False
@@ -213,6 +248,7 @@ class _Connection:
                 break
             else:
                 return False
+        self.waiting_since = None
         if not await self._call_app(request, body):
             return False
         return self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE
