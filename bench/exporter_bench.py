@@ -13,6 +13,13 @@ median, minimum and maximum of each printed:
   OpenMetrics): what a registry of yours does with the collector.
 
 The goal: under 100 ms a scrape.
+
+    python bench/exporter_bench.py --targets 100 --concurrent 50 --repeats 20
+
+serves the exporter (``serve_exporter``, as the command does) on a loopback port instead,
+and times 20 rounds of 50 scrapes at once over HTTP, gzipped as Prometheus asks: the
+median, p99 and maximum of each scrape's answer time, as one Prometheus server among
+many sees it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 import wmspanel_async
-from wmspanel_async import Target, WMSPanelClient
+from wmspanel_async import FreshSnapshots, Target, WMSPanelClient
+from wmspanel_async._exporter import serve_exporter
 from wmspanel_async.prometheus import WMSPanelCollector
 
 COUNTRIES = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(20)]
@@ -60,7 +68,27 @@ def timed(repeats: int, build: Callable[[], object]) -> list[float]:
     return times
 
 
-async def main(targets_count: int, repeats: int) -> None:
+async def scrape_concurrently(fresh: FreshSnapshots, concurrent: int, rounds: int) -> list[float]:
+    """Return the answer times of ``rounds`` rounds of ``concurrent`` scrapes at once."""
+    times: list[float] = []
+    async with serve_exporter(fresh, host="127.0.0.1", port=0) as (host, port):
+        limits = httpx.Limits(max_connections=concurrent)
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", limits=limits) as http:
+
+            async def one() -> None:
+                started = time.perf_counter()
+                answer = await http.get("/metrics", headers={"accept-encoding": "gzip"})
+                assert answer.status_code == 200
+                times.append(time.perf_counter() - started)
+
+            for _ in range(rounds):
+                async with anyio.create_task_group() as task_group:
+                    for _ in range(concurrent):
+                        task_group.start_soon(one)
+    return times
+
+
+async def main(targets_count: int, repeats: int, concurrent: int) -> None:
     targets = [Target(f"{i:024x}", stream=f"{i:024x}") for i in range(targets_count)]
     client = WMSPanelClient(
         "bench",
@@ -75,6 +103,16 @@ async def main(targets_count: int, repeats: int) -> None:
     ):
         for target in targets:
             await fresh.wait(target)
+        if concurrent:
+            times = sorted(await scrape_concurrently(fresh, concurrent, repeats))
+            ms = [t * 1000 for t in times]
+            p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+            print(f"wmspanel_async from {wmspanel_async.__file__}, Python {sys.version.split()[0]}")
+            print(
+                f"{targets_count} targets, {repeats} rounds of {concurrent} scrapes at once: "
+                f"median {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+            )
+            return
         names = {target.data_slice: f"slice {index}" for index, target in enumerate(targets)}
         collector = WMSPanelCollector(fresh, slice_names=names)
         registry = CollectorRegistry()
@@ -108,5 +146,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--concurrent", type=int, default=0, help="scrapes at once, over HTTP")
     options = parser.parse_args()
-    anyio.run(main, options.targets, options.repeats)
+    anyio.run(main, options.targets, options.repeats, options.concurrent)
