@@ -172,8 +172,11 @@ async def test_failures_after_the_last_retry(connect: Connect) -> None:
 async def test_daily_limit_is_a_rate_limit_error_not_retried(connect: Connect) -> None:
     """Past the account's limit the client gets RateLimitError with the wait until midnight."""
     account = Account.generate(0, daily_limit=2)
-    simulator = Simulator([account], start=dt.datetime(2026, 3, 2, 22, 0, tzinfo=dt.timezone.utc))
-    client = await connect(simulator, daily_limit=100)  # the client's own ledger lets it through
+    ten_pm = dt.datetime(2026, 3, 2, 22, 0, tzinfo=dt.timezone.utc)
+    simulator = Simulator([account], start=ten_pm)
+    # The client's own ledger lets it through; its clock agrees with the simulator's, since
+    # it cuts a Retry-After to the time left until its own midnight.
+    client = await connect(simulator, daily_limit=100, clock=lambda: ten_pm)
     await client.data_slices()
     await client.data_slices()
     with pytest.raises(RateLimitError) as caught:

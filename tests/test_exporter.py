@@ -10,6 +10,7 @@ import anyio
 import httpx
 import pytest
 
+import wmspanel_async
 from wmspanel_async import Target
 from wmspanel_async._exporter import exporter_app, serve_exporter
 from wmspanel_async._http_server import MAX_REQUEST_BODY, send_text, serve_asgi
@@ -47,7 +48,14 @@ async def test_pages_of_the_exporter() -> None:
     assert metrics.status_code == 200
     assert metrics.headers["content-encoding"] == "gzip"  # httpx asks for it
     assert metrics.headers["server"].startswith("wmspanel-async-exporter/")
-    assert f'wmspanel_connected{{data_slice="{target.data_slice}",stream="",server=""}} ' in (
+    assert f'wmspanel_connected{{data_slice="{target.data_slice}",server="",stream=""}} ' in (
+        metrics.text
+    )
+    # What every Python exporter shows, and the build.
+    for standard in ("process_cpu_seconds_total ", "process_start_time_seconds ", "python_info{"):
+        assert f"\n{standard}" in metrics.text
+    assert "\npython_gc_objects_collected_total{" in metrics.text
+    assert f'\nwmspanel_exporter_build_info{{version="{wmspanel_async.__version__}"}} 1.0\n' in (
         metrics.text
     )
     assert 'wmspanel_data_slice_info{data_slice="' in metrics.text
@@ -203,7 +211,6 @@ async def test_two_hundred_slow_connections_cannot_lock_a_scrape_out() -> None:
     ):
         await fresh.wait(target)
         async with serve_exporter(fresh, host="127.0.0.1", port=0) as (host, port):
-
             connected, all_connected = 0, anyio.Event()
 
             async def hold(trickle: bool) -> None:

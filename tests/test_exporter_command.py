@@ -82,7 +82,7 @@ def test_demo_serves_metrics_page_and_health_then_stops_on_sigterm_within_a_seco
     text = metrics_until(url, 'wmspanel_data_slice_info{data_slice="')
     text = metrics_until(url, "wmspanel_connected{")
     assert 'name="All streams"} 1' in text
-    assert "wmspanel_poll_errors_total{" not in text
+    assert 'wmspanel_poll_errors_total{error="ServerError"} 0.0\n' in text  # none yet
     page, health = httpx.get(f"{url}/", timeout=TIMEOUT), httpx.get(f"{url}/healthz")
     assert page.status_code == 200
     assert "WMSPanel exporter" in page.text
@@ -132,7 +132,7 @@ async def test_a_refused_key_keeps_serving_with_up_0_and_says_once_what_to_fix(
             command(*args, "--backend", anyio_backend_name), env=env
         ) as process:
             url = await announced_url(process)
-            up = f'wmspanel_up{{data_slice="{whole}",stream="",server=""}} 0'
+            up = f'wmspanel_up{{data_slice="{whole}",server="",stream=""}} 0'
             async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
                 text = await metrics_until_async(http, up)
                 health = await http.get("/healthz")
@@ -143,6 +143,7 @@ async def test_a_refused_key_keeps_serving_with_up_0_and_says_once_what_to_fix(
             assert process.stderr is not None
             err = (await read_all(process.stderr)).decode()
     assert code == 0
+    assert 'wmspanel_poll_errors_total{error="AuthenticationError"} 0.0\n' not in text
     assert 'wmspanel_poll_errors_total{error="AuthenticationError"} ' in text
     assert "wmspanel_connected{" not in text
     assert health.status_code == 200  # polling runs; restarting would not fix the key
@@ -363,7 +364,7 @@ async def test_two_exporters_with_a_share_poll_once(redis_server: RedisServer) -
         )
         args = ("--slice", whole, "--listen", "127.0.0.1:0", "--interval", "0.5")
         args += ("--daily-limit", "1000000", "--ledger", redis_server.url)
-        fragment = f'wmspanel_connected{{data_slice="{whole}",stream="",server=""}} '
+        fragment = f'wmspanel_connected{{data_slice="{whole}",server="",stream=""}} '
         async with (
             await anyio.open_process(command(*args), env=env) as first,
             await anyio.open_process(command(*args), env=env) as second,

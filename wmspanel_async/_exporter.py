@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Info,
+)
 
 from ._http_server import ASGIApp, Receive, Scope, Send, answer_lifespan, send_text, serve_asgi
 from ._version import __version__
@@ -49,14 +56,28 @@ account's daily calls: a scrape never calls the API.</p>
 """
 
 
+def exporter_registry(collector: WMSPanelCollector) -> CollectorRegistry:
+    """Return what the exporter's ``/metrics`` serves: ``collector`` and the standard metrics.
+
+    Those every Python exporter shows: ``process_*`` (CPU, memory, open files, start time),
+    ``python_info`` and ``python_gc_*``, and ``wmspanel_exporter_build_info{version=...}``.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, collector):
+        registry.register(standard)
+    build = Info("wmspanel_exporter_build", "The version of wmspanel-async", registry=registry)
+    build.info({"version": __version__})
+    return registry
+
+
 def exporter_app(collector: WMSPanelCollector, *, healthy: Callable[[], bool]) -> ASGIApp:
     """Return the exporter's ASGI app.
 
     Args:
-        collector: What ``/metrics`` serves.
+        collector: What ``/metrics`` serves, with the standard metrics of a Python exporter.
         healthy: Whether ``/healthz`` answers 200 (or 503) now.
     """
-    metrics = metrics_app(collector)
+    metrics = metrics_app(exporter_registry(collector))
     page = _PAGE.format(version=__version__).encode()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,13 +1,11 @@
 """The metric families of ``wmspanel_async.prometheus``: names, types, help texts, labels.
 
-Defined once here, for both ways a scrape is written out: prometheus_client's metric
-families (``WMSPanelCollector.collect()``, for registries) and the text format written
-directly (``WMSPanelCollector.exposition()``, what the exporter serves).
+Defined once here; ``WMSPanelCollector.collect()`` makes prometheus_client's metric families
+of them at every scrape, and prometheus_client writes them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
@@ -30,18 +28,6 @@ class Spec:
     kind: Literal["gauge", "counter", "info", "histogram"]
     help: str
     labels: Labels = ()
-
-    @property
-    def sample_name(self) -> str:
-        """The name its samples have in the text format."""
-        return self.name + {"counter": "_total", "info": "_info"}.get(self.kind, "")
-
-    @property
-    def header(self) -> str:
-        """Its ``# HELP`` and ``# TYPE`` lines in the text format."""
-        text = self.help.replace("\\", r"\\").replace("\n", r"\n")
-        kind = "gauge" if self.kind == "info" else self.kind
-        return f"# HELP {self.sample_name} {text}\n# TYPE {self.sample_name} {kind}\n"
 
     def family(self) -> Any:  # each kind's add_metric() takes other arguments
         """Return it as an empty prometheus_client metric family."""
@@ -150,6 +136,20 @@ SPECS = (
     *(TARGETS, INTERVAL, EFFECTIVE_INTERVAL, PAUSED, CALLS_USED, CALLS_LIMIT, QUOTA_RESET),
     *(POLLS, ERRORS, SKIPPED, DURATION),
 )
+#: The error classes a poll may end with, each shown from the start (at 0) in
+#: ``wmspanel_poll_errors_total``; others appear with their first.
+POLL_ERRORS = (
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "InternalError",
+    "InvalidResponseError",
+    "RateLimitError",
+    "RedisUnavailableError",
+    "ServerError",
+)
 #: The reasons of ``wmspanel_ticks_skipped_total``, and the PollerStats field of each. A
 #: keep_fresh() poller never skips a tick for a slow consumer, so that reason is left out.
 SKIP_REASONS = (
@@ -157,47 +157,3 @@ SKIP_REASONS = (
     ("backoff", "skipped_backoff"),
     ("quota", "skipped_quota"),
 )
-
-
-class LabelTexts:
-    """The ``{name="value",...}`` parts of the sample lines of one scrape, each written once.
-
-    A target's labels are written once for all its families; a family whose label names
-    extend another's (the countries of a target) extends that family's text.
-    """
-
-    def __init__(self) -> None:
-        self._texts: dict[Labels, dict[Labels, str]] = {}
-
-    def writer(self, names: Labels) -> Callable[[Labels], str]:
-        """Return the function that gives the text of label values named ``names``."""
-        texts = self._texts.setdefault(names, {})
-        parents = self._texts.get(names[:-1], {}) if len(names) > 1 else {}
-
-        def text(values: Labels) -> str:
-            found = texts.get(values)
-            if found is None:
-                parent = parents.get(values[:-1]) if parents else None
-                if parent is not None:
-                    found = f'{parent[:-1]},{names[-1]}="{_escape(values[-1])}"}}'
-                else:
-                    found = _label_text(names, values)
-                texts[values] = found
-            return found
-
-        return text
-
-
-def _label_text(names: Labels, values: Labels) -> str:
-    if not names:
-        return ""
-    pairs = ",".join(
-        f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True)
-    )
-    return "{" + pairs + "}"
-
-
-def _escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-    return value

@@ -7,12 +7,13 @@ in your own ASGI app, or register the collector in a registry of yours::
         collector = WMSPanelCollector(fresh, slice_names={s.id: s.name for s in slices})
         app.mount("/metrics", metrics_app(collector))  # or REGISTRY.register(collector)
 
-One scrape travels: Prometheus GETs /metrics -> :func:`metrics_app` -> the collector reads
-the latest snapshot of each watched target and the poller's stats from memory (never the
-API, never waiting for it) into the rows of this scrape -> they are written out as text
-(:meth:`WMSPanelCollector.exposition`), or as prometheus_client's metric families for a
-registry (:meth:`WMSPanelCollector.collect`). Nothing is kept between scrapes but the poll
-duration histogram, so a target no longer watched has no series at the next scrape, and
+One scrape travels: Prometheus GETs /metrics -> :func:`metrics_app` (prometheus_client's
+content negotiation: the text format or OpenMetrics, gzipped on request; scrapes within half
+a second share one writing) -> the registry asks the collector -> it reads the latest
+snapshot of each watched target and the poller's stats from memory (never the API, never
+waiting for it) into the metric families of this scrape (:meth:`WMSPanelCollector.collect`)
+-> prometheus_client writes them out. Nothing is kept between scrapes but the poll duration
+histogram, so a target no longer watched has no series at the next scrape, and
 two scrapes cannot mix their figures.
 """
 
@@ -33,8 +34,9 @@ from ._quota import UTCClock
 from ._quota import utc_now as _utc_now
 
 try:
-    from prometheus_client import CollectorRegistry, make_asgi_app
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import Metric
+    from prometheus_client.exposition import choose_encoder
     from prometheus_client.registry import Collector
 
     from . import _metrics as m
@@ -55,9 +57,6 @@ __all__ = ["POLL_DURATION_BUCKETS", "WMSPanelCollector", "metrics_app"]
 #: call takes tens of milliseconds to a few seconds, and a poll gives up after two intervals
 #: (at most the client's 30 s deadline).
 POLL_DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-#: The content type of :meth:`WMSPanelCollector.exposition`.
-_TEXT_FORMAT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class WMSPanelCollector:
@@ -168,28 +167,11 @@ class WMSPanelCollector:
     def exposition(self) -> str:
         """Return this scrape's metrics in the Prometheus text format (version 0.0.4).
 
-        What :func:`metrics_app` serves: the metrics of :meth:`collect`, written without
-        prometheus_client's encoder, which takes three times as long for a thousand
-        targets of twenty countries each.
+        The metrics of :meth:`collect`, written by prometheus_client's encoder.
         """
-        rows = self._rows()
-        lines: list[str] = []
-        label_texts = m.LabelTexts()
-        for spec in m.SPECS:
-            if spec is m.DURATION:
-                if self._observing:
-                    lines.append(spec.header)
-                    name = spec.name
-                    for bound, count in self._buckets():
-                        lines.append(f'{name}_bucket{{le="{bound}"}} {count}\n')
-                    lines.append(f"{name}_count {self._duration_count}\n")
-                    lines.append(f"{name}_sum {self._duration_sum!r}\n")
-                continue
-            lines.append(spec.header)
-            name = spec.sample_name
-            text = label_texts.writer(spec.labels)
-            lines.extend(f"{name}{text(labels)} {value!r}\n" for labels, value in rows[spec])
-        return "".join(lines)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry).decode()
 
     def _rows(self) -> dict[m.Spec, m.Rows]:
         """Read the poller once, and return the samples of this scrape by family."""
@@ -238,7 +220,10 @@ class WMSPanelCollector:
             (m.POLLS, stats.polls),
         ):
             rows[spec] = [((), value)]
-        rows[m.ERRORS] = [((error,), count) for error, count in sorted(stats.errors.items())]
+        # Every error a poll may meet is there from the start, at 0, so that rate() and
+        # increase() see its first one.
+        errors = dict.fromkeys(m.POLL_ERRORS, 0) | dict(stats.errors)
+        rows[m.ERRORS] = [((error,), count) for error, count in sorted(errors.items())]
         rows[m.SKIPPED] = [((reason,), getattr(stats, field)) for reason, field in m.SKIP_REASONS]
         return rows
 
@@ -253,30 +238,48 @@ class WMSPanelCollector:
         return buckets
 
 
+#: Seconds a written scrape is served again to scrapes of the same format: Prometheus
+#: servers in HA, or a burst of dashboards, share one writing instead of each paying for it.
+SHARED_FOR = 0.5
+
+
 def metrics_app(source: Collector, *, disable_compression: bool = False) -> ASGIApp:
     """Return an ASGI app that answers ``GET`` with the metrics of ``source``.
 
     Mount it in your ASGI app (for example ``app.mount("/metrics", metrics_app(collector))``
-    in FastAPI or Starlette); it answers the same on any path below where it is mounted,
-    gzipped when the scraper accepts it, and 405 to other methods than ``GET``. The metrics
-    are gathered in the event loop, in the request's task: no thread is involved.
+    in FastAPI or Starlette); it answers the same on any path below where it is mounted, in
+    the text format or in OpenMetrics as the scraper asks (prometheus_client's encoders and
+    content negotiation), gzipped when it accepts it, and 405 to other methods than ``GET``.
+    The metrics are gathered in the event loop, in the request's task: no thread is
+    involved. Scrapes of the same format within ``SHARED_FOR`` seconds of one another get
+    the same answer, written once.
 
     Args:
-        source: A :class:`WMSPanelCollector`, served alone in the Prometheus text format by
-            its :meth:`~WMSPanelCollector.exposition`; or any other prometheus_client
-            collector or ``CollectorRegistry`` (``REGISTRY`` adds the process metrics), served
-            by prometheus_client's encoder, in OpenMetrics when the scraper asks for it.
+        source: A :class:`WMSPanelCollector`, or any other prometheus_client collector, or a
+            ``CollectorRegistry`` (``REGISTRY`` adds the process metrics).
         disable_compression: Never gzip the answer.
     """
-    encode: ASGIApp
-    if isinstance(source, WMSPanelCollector):
-        encode = _text_app(source, disable_compression=disable_compression)
-    elif isinstance(source, CollectorRegistry):
-        encode = make_asgi_app(source, disable_compression=disable_compression)
+    if isinstance(source, CollectorRegistry):
+        registry = source
     else:
-        registry = CollectorRegistry()
+        registry = CollectorRegistry(auto_describe=False)
         registry.register(source)
-        encode = make_asgi_app(registry, disable_compression=disable_compression)
+    # By format and compression (a few at most, whatever the scrapers send): when written.
+    written: dict[tuple[str, bool], tuple[float, bytes]] = {}
+
+    def write(accept: bytes, zipped: bool) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept.decode("latin-1"))
+        now = anyio.current_time()
+        found = written.get((content_type, zipped))
+        if found is not None and now - found[0] < SHARED_FOR:
+            return found[1], content_type
+        body = encoder(registry)
+        if zipped:
+            # The fastest level: a few MB of repetitive text still shrink tenfold, in a
+            # fifteenth of the time of gzip's default (which prometheus_client's app uses).
+            body = gzip.compress(body, compresslevel=1)
+        written[content_type, zipped] = (now, body)
+        return body, content_type
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -285,31 +288,24 @@ def metrics_app(source: Collector, *, disable_compression: bool = False) -> ASGI
         if scope["method"] != "GET":
             await _send_text(send, 405, "only GET is supported\n", [(b"allow", b"GET")])
             return
-        await encode(scope, receive, send)
-
-    return app
-
-
-def _text_app(collector: WMSPanelCollector, *, disable_compression: bool) -> ASGIApp:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        body = collector.exposition().encode()
-        headers = [(b"content-type", _TEXT_FORMAT)]
-        if not disable_compression and _accepts_gzip(scope):
-            # The fastest level: a few MB of repetitive text still shrink tenfold, in a
-            # tenth of the time of gzip's default level (which prometheus_client uses).
-            body = gzip.compress(body, compresslevel=1)
-            headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # The request is read whole before the answer (a GET has no body): a server that
+        # streams it, httpx's ASGITransport among them, is not left with it half-read.
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body", False):
+            message = await receive()
+        headers = dict(scope["headers"])
+        zipped = not disable_compression and _accepts_gzip(headers.get(b"accept-encoding", b""))
+        body, content_type = write(headers.get(b"accept", b""), zipped)
+        answer_headers = [(b"content-type", content_type.encode())]
+        if zipped:
+            answer_headers.append((b"content-encoding", b"gzip"))
+        answer_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": answer_headers})
         await send({"type": "http.response.body", "body": body})
 
     return app
 
 
-def _accepts_gzip(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name.lower() == b"accept-encoding":
-            codings = (part.split(b";")[0].strip() for part in value.lower().split(b","))
-            if b"gzip" in codings:
-                return True
-    return False
+def _accepts_gzip(accept_encoding: bytes) -> bool:
+    codings = (part.split(b";")[0].strip() for part in accept_encoding.lower().split(b","))
+    return b"gzip" in codings
