@@ -71,6 +71,50 @@ def test_every_public_class_and_function_is_in_all(package: types.ModuleType) ->
     assert public - set(package.__all__) == set()
 
 
+def public_names(package: types.ModuleType) -> set[str]:
+    """The public names of ``package`` as ``dir()`` shows them, its lazily loaded ones included.
+
+    Its own subpackages are left out: importing ``wmspanel_async.redis`` makes ``redis`` an
+    attribute of ``wmspanel_async``, and they are documented as packages of their own.
+    """
+    prefix = f"{package.__name__}."
+    return {
+        name
+        for name in dir(package)
+        if name.isidentifier()  # pytest's assertion rewriting adds "@py_builtins"
+        and not name.startswith("_")
+        and not (
+            isinstance(value := getattr(package, name), types.ModuleType)
+            and value.__name__.startswith(prefix)
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    "package",
+    [
+        pytest.param(
+            package,
+            marks=pytest.mark.xfail(
+                strict=True, reason="imports names of its own modules into its namespace"
+            ),
+        )
+        if package is wmspanel_async.prometheus
+        else package
+        for package in PUBLIC_PACKAGES
+    ],
+    ids=lambda package: package.__name__,
+)
+def test_dir_shows_exactly_all(package: types.ModuleType) -> None:
+    """Every public name ``dir()`` shows, lazily loaded or imported, is in ``__all__``, and back.
+
+    An imported helper (``TYPE_CHECKING``, a module) left under a public name is part of the
+    package's API for whoever completes on it: import it under a private name.
+    """
+    listed = {name for name in package.__all__ if not name.startswith("_")}  # __version__
+    assert public_names(package) ^ listed == set()
+
+
 @pytest.mark.parametrize("package", PUBLIC_PACKAGES, ids=lambda package: package.__name__)
 def test_every_exported_name_is_documented(package: types.ModuleType) -> None:
     """Each exported class and function has a docstring, each constant a ``#:`` comment."""

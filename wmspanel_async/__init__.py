@@ -1,6 +1,7 @@
 """An async client for the WMSPanel realtime stats API, for asyncio and trio."""
 
-from typing import TYPE_CHECKING
+# Under another name: a module's every public name is part of its API.
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._client import WMSPanelClient
 from ._exceptions import (
@@ -25,7 +26,7 @@ from ._models import DataSlice, GeoEntry, QuotaStatus, RealtimeStats, Snapshot, 
 from ._quota import FileLedger, Ledger, MemoryLedger
 from ._version import __version__
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._fresh import FreshSnapshots, FreshStats, Subscription
     from ._poller import PollerStats, SnapshotStream
 
