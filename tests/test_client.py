@@ -605,9 +605,9 @@ async def test_built_urls_are_kept_within_a_bound(api: respx.Router) -> None:
         first, second = (call.request.url for call in api.calls)
         assert first == second
         assert first.params["api_key"] == API_KEY
-        assert len(client._request_urls) == 1
+        assert len(client._pipeline._request_urls) == 1
         for index in range(URLS_KEPT + 10):
-            client._request_url(REALTIME, {"data_slice": f"{index:024x}"})
-        assert len(client._request_urls) == URLS_KEPT
-        newest = client._request_url(REALTIME, {"data_slice": f"{URLS_KEPT + 9:024x}"})
+            client._pipeline._request_url(REALTIME, {"data_slice": f"{index:024x}"})
+        assert len(client._pipeline._request_urls) == URLS_KEPT
+        newest = client._pipeline._request_url(REALTIME, {"data_slice": f"{URLS_KEPT + 9:024x}"})
         assert newest.params["data_slice"] == f"{URLS_KEPT + 9:024x}"

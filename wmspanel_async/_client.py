@@ -1,11 +1,12 @@
-"""``WMSPanelClient``: its lifecycle, one method per endpoint, and the request pipeline.
+"""``WMSPanelClient``: the public face: its settings, its lifecycle, one method per endpoint.
 
-One call travels: method -> ``_call`` (deadline, quota, retries) -> ``_attempt`` (one HTTP
-exchange and its status check; ``_body`` reads and decodes the body within its cap) -> the
-transport (httpx's, ours over aiohttp, or a user's) -> the network; then the body goes
-through ``_converter`` into a model. The request
-goes to the transport directly, not through an ``httpx.AsyncClient``, unless the user hands
-in one of theirs.
+One call travels: method (``realtime()``: an answer of the last ``max_age`` seconds, if
+asked for and kept) -> the request pipeline (``_pipeline``: deadline, sharing, quota,
+retries, one attempt and its checks) -> the transport this client owns (httpx's, ours over
+aiohttp, or a user's), or a user's ``httpx.AsyncClient`` -> the network; then the body goes
+through ``_converter`` into a model. ``poll()`` and ``keep_fresh()`` hand the poller
+(``_poller``, ``_fresh``, loaded on first use) a fetch function and the quota's status, so
+that the poller never imports this module.
 """
 
 from __future__ import annotations
@@ -14,37 +15,27 @@ import functools
 import logging
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import httpx
 
-from ._body import ACCEPT_ENCODING, read_body
-from ._coalesce import Flights, RecentAnswers
+from ._body import ACCEPT_ENCODING
+from ._coalesce import RecentAnswers
 from ._constants import (
     ANSWERS_KEPT,
     DEFAULT_DAILY_LIMIT,
     MAX_WATCHED_TARGETS,
     SUBSCRIPTION_BUFFER,
-    URLS_KEPT,
 )
 from ._converter import parse_data_slices, parse_realtime
-from ._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    ClientStateError,
-    ConfigurationError,
-    InternalError,
-    WMSPanelError,
-)
+from ._exceptions import ClientStateError, ConfigurationError, WMSPanelError
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
+from ._pipeline import Pipeline, sender
 from ._quota import FileLedger, Ledger, MemoryLedger, UTCClock, utc_now
 from ._redact import LOG_FILTER, Redactor, shown_url, url_secrets
-from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
-from ._status import status_error
 from ._transport import named_transport, require_asyncio
 from ._version import __version__
 
@@ -62,48 +53,6 @@ DEFAULT_BASE_URL = "https://api.wmspanel.com"
 
 
 _T = TypeVar("_T")
-
-#: A GET's body: none. One stream for every request, as reading it changes nothing.
-_NO_BODY = httpx.ByteStream(b"")
-
-
-def _plain_get_headers(base_url: httpx.URL, headers: dict[str, str]) -> httpx.Headers:
-    """Return the headers httpx's client would send on a GET to ``base_url``, and ours."""
-    return httpx.Headers(
-        {
-            "Host": base_url.netloc.decode("ascii"),
-            "Accept": "*/*",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "Connection": "keep-alive",
-            **headers,
-        }
-    )
-
-
-async def _send_to_transport(
-    transport: httpx.AsyncBaseTransport,
-    headers: httpx.Headers,
-    extensions: dict[str, object],
-    url: httpx.URL,
-) -> httpx.Response:
-    """Hand a GET of ``url`` to ``transport``, and return the response with its body unread.
-
-    Straight to the transport, without httpx's client: its request building, cookies, hooks
-    and log line were most of our CPU per call, and that log line would quote the URL, key
-    and all.
-    """
-    request = httpx.Request("GET", url, headers=headers, stream=_NO_BODY, extensions=extensions)
-    return await transport.handle_async_request(request)
-
-
-async def _send_with_http_client(
-    http_client: httpx.AsyncClient, headers: dict[str, str], timeouts: httpx.Timeout, url: httpx.URL
-) -> httpx.Response:
-    """Send a GET of ``url`` through a user's client, and return the response unread."""
-    request = http_client.build_request("GET", url, headers=headers, timeout=timeouts)
-    # Never follow a redirect, whatever the user's client says: it would carry the key to
-    # another address.
-    return await http_client.send(request, stream=True, follow_redirects=False)
 
 
 def _is_loopback(host: str) -> bool:
@@ -304,45 +253,37 @@ class WMSPanelClient:
         # What a server says is blanked once JSON has decoded it, before errors quote it.
         self._parse_realtime = functools.partial(parse_realtime, redact=self._redact)
         self._parse_data_slices = functools.partial(parse_data_slices, redact=self._redact)
-        self._deadline = deadline
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
         self.ledger: Ledger = _chosen_ledger(ledger, quota_file)
         self.daily_limit: int = daily_limit
-        self._retry_budget = RetryBudget()
+        self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
+        self._closed = False
+        self._event_loop: object = None
+        self._max_connections = max_connections if http_client is None else None
+        self._transport: httpx.AsyncBaseTransport | None = None  # ours to close
+        through: httpx.AsyncBaseTransport | httpx.AsyncClient
+        if http_client is not None:
+            through = http_client
+        elif isinstance(transport, httpx.AsyncBaseTransport):
+            through = self._transport = transport
+        else:
+            named = named_transport(transport or "httpx", max_connections=max_connections)
+            through = self._transport = named
         # Only the encodings read_body() decodes in bounded steps; a user's http_client
         # would ask for br and zstd too, where their packages are installed.
-        self._headers = {
+        headers = {
             "Accept-Encoding": ACCEPT_ENCODING,
             "User-Agent": f"wmspanel-async/{__version__}",
         }
-        self._request_urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
-        self._flights = Flights()
-        self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
-        self._closed = False
-        self._warned_long_retry_after = False
-        self._event_loop: object = None
-        self._max_connections = max_connections if http_client is None else None
-        # The credentials ride in each target's URL, built once and kept (see _request_url).
-        self._credential_params = {"client_id": self.client_id, "api_key": api_key}
-        self._transport: httpx.AsyncBaseTransport | None = None  # ours to close
-        self._send: Callable[[httpx.URL], Awaitable[httpx.Response]]
-        if http_client is None:
-            if isinstance(transport, httpx.AsyncBaseTransport):
-                inner = transport
-            else:
-                inner = named_transport(transport or "httpx", max_connections=max_connections)
-            self._transport = inner
-            self._send = functools.partial(
-                _send_to_transport,
-                inner,
-                _plain_get_headers(self.base_url, self._headers),
-                {"timeout": self._timeout.as_dict()},
-            )
-        else:
-            self._send = functools.partial(
-                _send_with_http_client, http_client, self._headers, self._timeout
-            )
+        self._pipeline = Pipeline(
+            sender(through, base_url=self.base_url, headers=headers, timeout=self._timeout),
+            base_url=self.base_url,
+            credentials={"client_id": self.client_id, "api_key": api_key},
+            redact=self._redact,
+            deadline=deadline,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -369,7 +310,7 @@ class WMSPanelClient:
         if self._closed:
             return
         self._closed = True
-        self._flights.close()
+        self._pipeline.close()
         try:
             if self._transport is not None:
                 await self._transport.aclose()
@@ -409,7 +350,8 @@ class WMSPanelClient:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
         params = {"show_servers": "true"} if show_servers else {}
-        return await self._call("/v1/data_slices", params, self._parse_data_slices)
+        self._check_usable()
+        return await self._pipeline.call(self, "/v1/data_slices", params, self._parse_data_slices)
 
     async def realtime(
         self,
@@ -545,8 +487,15 @@ class WMSPanelClient:
             params["stream"] = target.stream
         if target.server is not None:
             params["server"] = target.server
-        stats = await self._call(
-            "/v1/realtime_data", params, self._parse_realtime, max_retries, deadline, share=share
+        self._check_usable()
+        stats = await self._pipeline.call(
+            self,
+            "/v1/realtime_data",
+            params,
+            self._parse_realtime,
+            max_retries=max_retries,
+            deadline=deadline,
+            share=share,
         )
         self._recent.put(target, stats, anyio.current_time())
         return stats
@@ -570,169 +519,6 @@ class WMSPanelClient:
                 "belong to that loop; create one client per event loop"
             )
             raise ClientStateError(msg)
-
-    async def _call(
-        self,
-        path: str,
-        params: dict[str, str],
-        parse: Callable[[bytes], _T],
-        max_retries: int | None = None,
-        deadline: float | None = None,
-        *,
-        share: bool = True,
-    ) -> _T:
-        self._check_usable()
-        retries = self.max_retries if max_retries is None else max_retries
-        if deadline is None or (self._deadline is not None and self._deadline < deadline):
-            deadline = self._deadline
-        if not share:
-            return await self._call_alone(path, params, parse, retries, deadline)
-        return await self._flights.share(
-            (path, tuple(params.items()), retries, deadline),
-            lambda: self._call_alone(path, params, parse, retries, deadline),
-        )
-
-    async def _call_alone(
-        self,
-        path: str,
-        params: dict[str, str],
-        parse: Callable[[bytes], _T],
-        retries: int,
-        deadline: float | None,
-    ) -> _T:
-        try:
-            with anyio.move_on_after(deadline) as deadline_scope:
-                return parse(await self._get_with_retries(path, params, deadline_scope, retries))
-        except WMSPanelError as exc:
-            # Last line of defence: a server may echo the query string in what we quote.
-            self._redact.scrub(exc)
-            raise
-        except Exception as exc:
-            self._redact.scrub(exc)
-            msg = (
-                f"GET {path} failed with an unexpected {type(exc).__name__}: {exc}; this is a "
-                "bug in wmspanel-async, please report it with the traceback"
-            )
-            raise InternalError(msg) from exc
-        msg = (
-            f"GET {path} did not finish within its {deadline:g} s deadline, retries included; "
-            "check the network or raise the client's deadline"
-        )
-        raise APITimeoutError(msg)
-
-    async def _get_with_retries(
-        self,
-        path: str,
-        params: dict[str, str],
-        deadline_scope: anyio.CancelScope,
-        max_retries: int,
-    ) -> bytes:
-        retry_costs = 0
-        attempt = 0
-        while True:
-            status = await self.ledger.reserve(self.account, self.daily_limit, self._clock())
-            try:
-                body = await self._attempt(path, params, attempt, max_retries)
-            except (APIConnectionError, APIStatusError) as error:
-                self._redact.scrub(error)  # before it is logged below
-                delay = retry_delay(
-                    error,
-                    attempt=attempt,
-                    max_retries=max_retries,
-                    calls_left=status.remaining,
-                    now=anyio.current_time(),
-                    deadline=deadline_scope.deadline,
-                )
-                if delay is None:
-                    raise
-                cost = self._retry_budget.withdraw(after_timeout=isinstance(error, APITimeoutError))
-                if cost is None:
-                    raise
-                retry_costs += cost
-                attempt += 1
-                logger.warning(
-                    "GET %s failed (%s: %s); retry %d of %d in %.2f s",
-                    path,
-                    type(error).__name__,
-                    error,
-                    attempt,
-                    max_retries,
-                    delay,
-                )
-                await anyio.sleep(delay)
-            else:
-                self._retry_budget.deposit(retry_costs)
-                return body
-
-    def _request_url(self, path: str, params: dict[str, str]) -> httpx.URL:
-        """Return the URL of ``GET path?params``, built once per target and kept."""
-        key = (path, tuple(params.items()))
-        url = self._request_urls.get(key)
-        if url is None:
-            if len(self._request_urls) >= URLS_KEPT:
-                del self._request_urls[next(iter(self._request_urls))]  # the oldest
-            url = self._request_urls[key] = httpx.URL(
-                self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path),
-                params={**params, **self._credential_params},
-            )
-        return url
-
-    async def _attempt(
-        self, path: str, params: dict[str, str], attempt: int, max_retries: int
-    ) -> bytes:
-        url = self._request_url(path, params)
-        started = anyio.current_time()
-        try:
-            response = await self._send(url)
-            # Logged as soon as the head is in, as httpx's client logs it: a body that then
-            # fails to arrive is still seen to have started.
-            logger.debug(
-                "GET %s -> %d after %.3f s (attempt %d of %d)",
-                path,
-                response.status_code,
-                anyio.current_time() - started,
-                attempt + 1,
-                max_retries + 1,
-            )
-            try:
-                body = await read_body(response, self._redact.blank_bytes)
-            finally:
-                await response.aclose()
-        except httpx.RequestError as exc:
-            # A transport's error may quote the URL it was given, and that URL holds the key.
-            self._redact.scrub(exc)
-            if isinstance(exc, httpx.TimeoutException):
-                msg = f"GET {path} timed out ({type(exc).__name__}); the API or network is slow"
-                raise APITimeoutError(msg) from exc
-            msg = f"GET {path} failed: {type(exc).__name__}: {exc}; check the network and base_url"
-            raise APIConnectionError(msg) from exc
-        if not response.is_success:
-            raise self._status_error(path, response)
-        return body
-
-    def _status_error(self, path: str, response: httpx.Response) -> APIStatusError:
-        now = self._clock()
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-        if retry_after is not None and retry_after > (until_reset := seconds_until_reset(now)):
-            if not self._warned_long_retry_after:
-                self._warned_long_retry_after = True
-                logger.warning(
-                    "GET %s: the API asked to wait %.0f s, past the daily reset at 00:00 UTC; "
-                    "waiting %.0f s, until the reset, instead (said once per client)",
-                    path,
-                    retry_after,
-                    until_reset,
-                )
-            retry_after = until_reset
-        location = response.headers.get("Location") if response.is_redirect else None
-        return status_error(
-            path,
-            response.status_code,
-            self._redact(response.reason_phrase),  # whole, before it is cut short
-            client_id=self.client_id,
-            retry_after=retry_after,
-            location=None if location is None else self._redact(location),
-        )
 
     def poll(
         self,
