@@ -143,12 +143,13 @@ async def run_bare(port: int, targets: int, seconds: float, warmup: float, rec: 
 
 async def consume(stream: SnapshotStream, seconds: float, warmup: float, rec: Recorder) -> None:
     # The stream keeps the lateness of its last 1,024 polls for stats; keep them all here.
-    stream._lateness = collections.deque()
+    engine = getattr(stream, "_engine", stream)  # its engine since the poller holds one
+    engine._lateness = collections.deque()
     with anyio.move_on_after(warmup):
         async for _ in stream:
             pass
     before = stream.stats
-    stream._lateness.clear()
+    engine._lateness.clear()
     rec.start()
     with anyio.move_on_after(seconds - warmup):
         async for _ in stream:
@@ -156,7 +157,7 @@ async def consume(stream: SnapshotStream, seconds: float, warmup: float, rec: Re
     after = stream.stats
     rec.polls = after.polls - before.polls
     rec.skipped = after.skipped - before.skipped
-    rec.lateness = list(stream._lateness)
+    rec.lateness = list(engine._lateness)
 
 
 async def run_poller(

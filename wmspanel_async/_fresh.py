@@ -1,6 +1,6 @@
 """``client.keep_fresh()``: one poller, many readers.
 
-The poller's engine (``_poller._Poller``) schedules and fetches exactly as for ``poll()``;
+The poller's engine (``_poller.PollEngine``, held, not inherited) polls exactly as for ``poll()``;
 here its snapshots are kept, the latest of each target, for readers that come and go: a
 ``get()`` reads memory, ``wait()`` sleeps until a target's next snapshot, and each
 subscription gets every new snapshot through a bounded buffer of its own. No reader can
@@ -32,11 +32,12 @@ from ._exceptions import (
 from ._models import Snapshot, Target
 from ._poller import (
     Fetch,
+    Handover,
+    PollEngine,
     PollerStats,
     PollSettings,
     _checked_target,
     _PollCounts,
-    _Poller,
     _TargetState,
 )
 from ._transport import require_asyncio
@@ -244,9 +245,9 @@ class Subscription:
             return self._buffer.popleft()
         fresh = self._fresh
         while True:
-            if fresh._fatal is not None:
-                fresh._raise_fatal()
-            if fresh._state == "stopped" or self._closed:
+            if fresh._engine.fatal is not None:
+                fresh._engine.raise_fatal()
+            if fresh._engine.phase == "stopped" or self._closed:
                 raise StopAsyncIteration
             # A thousand subscribers of every target wait on one event, set once per
             # snapshot: one Event per subscriber and snapshot tripled the cost of a delivery.
@@ -283,7 +284,7 @@ class Subscription:
         self._buffer.clear()
 
 
-class FreshSnapshots(_Poller):
+class FreshSnapshots:
     """The latest snapshot of each watched target, kept fresh by one poller for many readers.
 
     Create it with :meth:`WMSPanelClient.keep_fresh` and use it as an async context
@@ -315,8 +316,6 @@ class FreshSnapshots(_Poller):
             the credentials and ``raise_on_auth_error`` is true.
     """
 
-    _made_by = "client.keep_fresh()"
-
     def __init__(
         self,
         fetch: Fetch,
@@ -333,15 +332,29 @@ class FreshSnapshots(_Poller):
         if _positive_or_none(subscription_buffer, "subscription_buffer") is None:
             msg = "subscription_buffer must be 1 or more, got None"
             raise ConfigurationError(msg)
-        super().__init__(fetch, targets, settings)
-        if self._max_targets is not None and len(self._states) > self._max_targets:
+        self._engine = PollEngine(
+            fetch,
+            targets,
+            settings,
+            Handover(
+                name="FreshSnapshots",
+                made_by="client.keep_fresh()",
+                deliver=self._deliver,
+                forget=self._forget,
+                wake_readers=self._wake_readers,
+                before_tick=None if self._drop_unread_after is None else self._keeps_ticking,
+                on_fatal=self._say_stopped,
+                main=self._main,
+            ),
+        )
+        if self._max_targets is not None and len(self._engine.states) > self._max_targets:
             msg = (
-                f"keep_fresh() was given {len(self._states)} targets, more than "
+                f"keep_fresh() was given {len(self._engine.states)} targets, more than "
                 f"max_targets={self._max_targets}; raise max_targets"
             )
             raise ConfigurationError(msg)
         self._subscription_buffer = subscription_buffer
-        self._readings = {target: _Reading(pinned=True) for target in self._states}
+        self._readings = {target: _Reading(pinned=True) for target in self._engine.states}
         self._subscriptions: list[Subscription] = []
         self._delivered: anyio.Event | None = None
         self._reads = 0
@@ -359,11 +372,22 @@ class FreshSnapshots(_Poller):
         self._shared = _SharedFigures()
         self._outage_shown = False
 
+    def __repr__(self) -> str:
+        return repr(self._engine)
+
     async def __aenter__(self) -> FreshSnapshots:
         if self._share is not None:
             require_asyncio("keep_fresh(share=RedisShare)", "poll in each process without a share")
-        await self._start()
+        await self._engine.start()
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._engine.stop(exc)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -469,14 +493,14 @@ class FreshSnapshots(_Poller):
                 cover the schedule with this target; nothing changed.
             ClientStateError: The block has been left.
         """
-        if self._state == "stopped":
+        if self._engine.phase == "stopped":
             self._require_running()
         self._refuse_with_share("watch")
         target = _checked_target(target)
         reading = self._readings.get(target)
         if reading is not None:
             if interval is not None:
-                self._add(target, interval)
+                self._engine.add(target, interval)
             return
         if self._max_targets is not None and len(self._readings) >= self._max_targets:
             msg = (
@@ -484,7 +508,7 @@ class FreshSnapshots(_Poller):
                 "(max_targets); unwatch some, or raise max_targets"
             )
             raise TargetLimitError(msg, limit=self._max_targets)
-        self._add(target, interval)
+        self._engine.add(target, interval)
         self._readings[target] = _Reading(pinned=False)
 
     def unwatch(self, target: Target) -> None:
@@ -496,12 +520,30 @@ class FreshSnapshots(_Poller):
             ConfigurationError: With a ``share``, whose targets are fixed.
         """
         self._refuse_with_share("unwatch")
-        self._remove(target)
+        self._engine.remove(target)
+
+    def set_interval(self, seconds: float) -> None:
+        """Poll every target without an interval of its own every ``seconds`` from now on.
+
+        All targets are spread over the interval again; none is polled sooner than one
+        interval after its previous poll.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a positive number.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the new schedule; nothing changed.
+        """
+        self._engine.set_interval(seconds)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets polled now, in the order they were added."""
+        return self._engine.targets
 
     @property
     def stats(self) -> FreshStats:
         """What the poller and its readers have done so far; see :class:`FreshStats`."""
-        fields = self._stats_fields()
+        fields = self._engine.stats_fields()
         if self._share is not None:
             fields = self._shared.report(fields, leading=self._leading)
         return FreshStats(
@@ -514,28 +556,28 @@ class FreshSnapshots(_Poller):
             leading=self._share is None or self._leading,
         )
 
-    # -- the engine's hooks ----------------------------------------------------------------
+    # -- what the engine hands over -------------------------------------------------------
 
-    def _tick(self, state: _TargetState, now: float) -> None:
-        if (
-            self._drop_unread_after is not None
-            and not (reading := self._readings[state.target]).pinned
-        ):
-            if reading.read or reading.waiting:
-                reading.read = False
-                reading.unread_ticks = 0
-            elif reading.unread_ticks >= self._drop_unread_after:
-                logger.info(
-                    "%s is no longer polled: nobody read it for %d intervals",
-                    state.target,
-                    reading.unread_ticks,
-                )
-                self._dropped_unread += 1
-                self._remove(state.target)
-                return
-            else:
-                reading.unread_ticks += 1
-        super()._tick(state, now)
+    def _keeps_ticking(self, state: _TargetState) -> bool:
+        """Count a tick of a target nobody reads; stop polling it after too many."""
+        reading = self._readings[state.target]
+        if reading.pinned or self._drop_unread_after is None:
+            return True
+        if reading.read or reading.waiting:
+            reading.read = False
+            reading.unread_ticks = 0
+        elif reading.unread_ticks >= self._drop_unread_after:
+            logger.info(
+                "%s is no longer polled: nobody read it for %d intervals",
+                state.target,
+                reading.unread_ticks,
+            )
+            self._dropped_unread += 1
+            self._engine.remove(state.target)
+            return False
+        else:
+            reading.unread_ticks += 1
+        return True
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
         if self._leading:
@@ -543,7 +585,7 @@ class FreshSnapshots(_Poller):
             if self._outbox_ready is not None:
                 self._outbox_ready.set()
         reading = self._readings[state.target]
-        self._counts.snapshots += 1
+        self._engine.counts.snapshots += 1
         reading.latest = snapshot
         if snapshot.error is None:
             reading.last_success = snapshot
@@ -582,22 +624,21 @@ class FreshSnapshots(_Poller):
             self._delivered.set()
             self._delivered = None
 
-    def _fail(self, exc: BaseException) -> None:
-        if self._fatal is None:
-            # Readers may be few and far between: say it now, not at the next read.
-            logger.error(
-                "keep_fresh() stopped polling: %s: %s; its readers get this error",
-                type(exc).__name__,
-                exc,
-            )
-        super()._fail(exc)
+    @staticmethod
+    def _say_stopped(exc: BaseException) -> None:
+        # Readers may be few and far between: say it now, not at the next read.
+        logger.error(
+            "keep_fresh() stopped polling: %s: %s; its readers get this error",
+            type(exc).__name__,
+            exc,
+        )
 
     # -- sharing one poller between processes ----------------------------------------------
 
     async def _main(self) -> None:
         share = self._share
         if share is None:
-            await self._run()
+            await self._engine.run()
             return
         # Either this process polls for all (it holds the lease), or it follows the one
         # that does, trying to take the lease every third of it.
@@ -615,7 +656,7 @@ class FreshSnapshots(_Poller):
                 continue
             self._outage_shown = False
             await self._lead(share, period)
-            if self._fatal is not None:
+            if self._engine.fatal is not None:
                 return
 
     async def _lead(self, share: ShareSession, period: float) -> None:
@@ -629,18 +670,18 @@ class FreshSnapshots(_Poller):
         logger.info("polling for every process that shares these targets (%s)", share.url)
         self._leading = True
         self._generation = share.generation
-        self._shared.start_leading(self._stats_fields())
-        self._reset()
+        self._shared.start_leading(self._engine.stats_fields())
+        self._engine.reset()
         fenced_for = share.share.lease * LEASE_FENCE
         try:
             async with anyio.create_task_group() as task_group:
                 polling = task_group.cancel_scope
                 polling.deadline = anyio.current_time() + fenced_for
-                task_group.start_soon(self._run)
+                task_group.start_soon(self._engine.run)
                 task_group.start_soon(self._publish, share, polling)
                 while True:
                     await anyio.sleep(period)
-                    if self._fatal is not None:
+                    if self._engine.fatal is not None:
                         break
                     sent = anyio.current_time()
                     try:
@@ -709,7 +750,7 @@ class FreshSnapshots(_Poller):
         if not isinstance(snapshot, Snapshot):
             self._shared.take(snapshot)
             return
-        state = self._states.get(snapshot.target)
+        state = self._engine.states.get(snapshot.target)
         reading = self._readings.get(snapshot.target)
         if state is None or state.removed or reading is None:
             return
@@ -727,8 +768,8 @@ class FreshSnapshots(_Poller):
         if self._outage_shown:
             return
         self._outage_shown = True
-        now = self._utc_clock()
-        for state in list(self._states.values()):
+        now = self._engine.utc_clock()
+        for state in list(self._engine.states.values()):
             if not state.removed and state.target in self._readings:
                 outage = Snapshot(
                     target=state.target, stats=None, error=error, fetched_at=now, latency=0.0
@@ -760,7 +801,7 @@ class FreshSnapshots(_Poller):
     def _reading(self, target: Target) -> _Reading:
         """Return what readers see of ``target``, or raise why they cannot read it."""
         reading = self._readings.get(target)
-        if reading is None or self._state != "running" or self._fatal is not None:
+        if reading is None or self._engine.phase != "running" or self._engine.fatal is not None:
             self._require_running()
             raise self._not_watched(_checked_target(target))
         return reading
@@ -771,11 +812,11 @@ class FreshSnapshots(_Poller):
         return TargetNotWatchedError(msg, target=target)
 
     def _require_running(self) -> None:
-        if self._fatal is not None:
-            self._raise_fatal()
-        if self._state == "new":
+        if self._engine.fatal is not None:
+            self._engine.raise_fatal()
+        if self._engine.phase == "new":
             msg = "enter it first: async with client.keep_fresh(...) as fresh: ..."
             raise ClientStateError(msg)
-        if self._state == "stopped":
+        if self._engine.phase == "stopped":
             msg = "this keep_fresh() block has been left; its snapshots are no longer kept fresh"
             raise ClientStateError(msg)

@@ -1,10 +1,14 @@
-"""``client.poll()``: scheduling, per-target state and the snapshot stream.
+"""``client.poll()``: the polling engine, its per-target state, and the snapshot stream.
 
 One tick of one target travels: the scheduler pops the target from a heap of due times and
 either skips the tick (counted: busy, consumer slow, backing off, quota) or hands the target
 to one of ``concurrency`` workers -> the worker awaits the fetch function the client gave us
 (one HTTP attempt, never retried here: the next tick is the retry) -> the snapshot waits in
 the target's one-snapshot slot -> the consumer takes it in ``async for``.
+
+The engine (:class:`PollEngine`) is a part its holders own, not a base class: the stream
+here, and ``_fresh.FreshSnapshots``, each give it a :class:`Handover` saying what becomes
+of a snapshot, of a target no longer polled, and when readers wake.
 
 Whether the schedule fits the daily quota is the business of ``_governor`` (plain
 arithmetic), and where ticks fall that of ``_schedule``; this module asks them and acts.
@@ -21,7 +25,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal, NoReturn
 
@@ -223,32 +227,62 @@ class _TargetState:
     last_key: tuple[object, type[BaseException] | None] | None = None  # for only_changes
 
 
-class _Poller:
-    """The scheduler and its workers: polls targets at a fixed rate within the daily quota.
+@attrs.frozen(kw_only=True)
+class Handover:
+    """What a :class:`PollEngine` hands over to the object that holds it, and when.
 
-    What becomes of each snapshot is the subclass's business: :class:`SnapshotStream` hands
-    each to one consumer, ``FreshSnapshots`` keeps the latest of each target for many
-    readers. They answer the hooks at the end of this class.
+    Attributes:
+        name: The holder's class name, for messages and ``repr``.
+        made_by: What makes a holder, for the message of a second ``async with``.
+        deliver: Takes the snapshot of a poll of a target still polled.
+        forget: Drops what is kept for a target no longer polled.
+        wake_readers: Wakes whoever waits for snapshots: polling stopped or failed.
+        before_tick: Says whether a target's tick goes on (false: the holder removed it).
+        on_fatal: Hears of the error that stopped polling, once, before readers wake.
+        main: What runs while the block lasts, instead of :meth:`PollEngine.run`.
     """
 
-    #: What makes one, for the message of a second ``async with``.
-    _made_by = "client.poll()"
+    name: str
+    made_by: str
+    deliver: Callable[[_TargetState, Snapshot], None]
+    forget: Callable[[_TargetState], None]
+    wake_readers: Callable[[], None]
+    before_tick: Callable[[_TargetState], bool] | None = None
+    on_fatal: Callable[[BaseException], None] | None = None
+    main: Callable[[], Coroutine[Any, Any, None]] | None = None
 
-    def __init__(self, fetch: Fetch, targets: Iterable[Target], settings: PollSettings) -> None:
+
+class PollEngine:
+    """The scheduler and its workers: polls targets at a fixed rate within the daily quota.
+
+    What becomes of each snapshot is the business of the object that holds the engine:
+    :class:`SnapshotStream` hands each to one consumer, ``FreshSnapshots`` keeps the latest
+    of each target for many readers. Each tells the engine, in a :class:`Handover`, what
+    to do with a snapshot, with a target no longer polled, and when readers must wake.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        targets: Iterable[Target],
+        settings: PollSettings,
+        handover: Handover,
+    ) -> None:
+        self._handover = handover
         self._governor = QuotaGovernor(settings.reserve, settings.on_quota)
         self._fetch = fetch
         self._quota = settings.quota
         self._refresh_quota = settings.refresh_quota
-        self._utc_clock = settings.utc_clock
+        self.utc_clock = settings.utc_clock
         self._interval = settings.interval
         self._concurrency = concurrency = settings.concurrency
         self._raise_on_auth_error = settings.raise_on_auth_error
         self._first_poll_now = settings.first_poll_now
         self._rng = settings.rng
 
-        self._states: dict[Target, _TargetState] = {}
+        self.states: dict[Target, _TargetState] = {}
         for checked in map(_checked_target, targets):
-            self._states.setdefault(checked, _TargetState(checked, None))
+            self.states.setdefault(checked, _TargetState(checked, None))
 
         self._heap: list[tuple[float, int, int, _TargetState]] = []
         self._sequence = itertools.count()
@@ -264,28 +298,28 @@ class _Poller:
         self._wake_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._tasks_scope: anyio.CancelScope | None = None
-        self._state: Literal["new", "running", "stopped"] = "new"
-        self._fatal: BaseException | None = None
+        self.phase: Literal["new", "running", "stopped"] = "new"
+        self.fatal: BaseException | None = None
         self._fatal_traceback: TracebackType | None = None
-        self._fatal_raised = False
+        self.fatal_raised = False
 
-        self._counts = _PollCounts()
+        self.counts = _PollCounts()
         self._errors: collections.Counter[str] = collections.Counter()
         self._lateness: collections.deque[float] = collections.deque(maxlen=LATENESS_WINDOW)
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} {self._state} targets={len(self.targets)} "
+            f"<{self._handover.name} {self.phase} targets={len(self.targets)} "
             f"interval={self._interval:g} "
             f"effective_interval={self._interval * self._governor.factor:g}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def _start(self) -> None:
-        if self._state != "new":
+    async def start(self) -> None:
+        if self.phase != "new":
             msg = (
-                f"a {type(self).__name__} can be entered once; call {self._made_by} again "
+                f"a {self._handover.name} can be entered once; call {self._handover.made_by} again "
                 "for another"
             )
             raise ClientStateError(msg)
@@ -294,20 +328,16 @@ class _Poller:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        self._state = "running"
+        self.phase = "running"
         dispatch_send, dispatch_receive = anyio.create_memory_object_stream[_TargetState](math.inf)
         self._dispatch_send = dispatch_send
         self._dispatch_receive = dispatch_receive
-        task_group.start_soon(self._main, name="wmspanel_async poller")
+        task_group.start_soon(self._handover.main or self.run, name="wmspanel_async poller")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._state = "stopped"
-        self._wake_readers()
+    async def stop(self, exc: BaseException | None) -> None:
+        """Stop polling, as the block is left (with ``exc``, if it raised)."""
+        self.phase = "stopped"
+        self._handover.wake_readers()
         task_group = self._task_group
         if task_group is None:  # pragma: no cover - __aenter__ failed before the task group
             return
@@ -319,42 +349,42 @@ class _Poller:
         finally:
             self._dispatch_send.close()
             self._dispatch_receive.close()
-        if exc is None and self._fatal is not None and not self._fatal_raised:
-            self._fatal_raised = True
-            self._raise_fatal()
+        if exc is None and self.fatal is not None and not self.fatal_raised:
+            self.fatal_raised = True
+            self.raise_fatal()
 
     # -- live changes ------------------------------------------------------------------
 
     @property
     def targets(self) -> tuple[Target, ...]:
         """The targets polled now, in the order they were added."""
-        return tuple(state.target for state in self._states.values() if not state.removed)
+        return tuple(state.target for state in self.states.values() if not state.removed)
 
-    def _add(self, target: Target, interval: float | None) -> None:
+    def add(self, target: Target, interval: float | None) -> None:
         target = _checked_target(target)
         override = None if interval is None else _checked_interval(interval)
-        state = self._states.get(target)
+        state = self.states.get(target)
         if self._governor.on_quota == "error":
             rate, targets = self._rate(), len(self.targets)
             if state is not None and not state.removed:
                 rate, targets = rate - 1 / (state.override or self._interval), targets - 1
             self._require_fits(rate + 1 / (override or self._interval), targets=targets + 1)
         if state is None:
-            self._states[target] = _TargetState(target, override)
+            self.states[target] = _TargetState(target, override)
         elif state.removed or state.override != override:
             state.override = override
             state.removed = False
             state.planned = False
         self._changed()
 
-    def _remove(self, target: Target) -> None:
-        state = self._states.get(target)
+    def remove(self, target: Target) -> None:
+        state = self.states.get(target)
         if state is None or state.removed:
             return
         state.removed = True
-        self._forget(state)
+        self._handover.forget(state)
         if not state.busy:
-            del self._states[target]
+            del self.states[target]
         self._changed()
 
     def set_interval(self, seconds: float) -> None:
@@ -375,16 +405,16 @@ class _Poller:
         self._respread = True
         self._changed()
 
-    def _stats_fields(self) -> dict[str, Any]:
+    def stats_fields(self) -> dict[str, Any]:
         """Return the fields of :class:`PollerStats` now."""
         status = self._quota()
         lateness = sorted(self._lateness)
-        live = [state for state in self._states.values() if not state.removed]
+        live = [state for state in self.states.values() if not state.removed]
         return dict(
             targets=len(live),
             interval=self._interval,
             effective_interval=self._interval * self._governor.factor,
-            **attrs.asdict(self._counts),
+            **attrs.asdict(self.counts),
             errors=MappingProxyType(dict(self._errors)),
             targets_down=sum(1 for state in live if state.failures),
             quota=status,
@@ -409,11 +439,11 @@ class _Poller:
         """Return the calls per second the requested schedule makes (before stretching)."""
         default = default or self._interval
         return sum(
-            1 / (state.override or default) for state in self._states.values() if not state.removed
+            1 / (state.override or default) for state in self.states.values() if not state.removed
         )
 
     def _plan(self, rate: float) -> QuotaPlan:
-        return self._governor.plan(self._quota(), rate=rate, now=self._utc_clock())
+        return self._governor.plan(self._quota(), rate=rate, now=self.utc_clock())
 
     def _require_fits(
         self, rate: float, *, targets: int | None = None, interval: float | None = None
@@ -450,13 +480,13 @@ class _Poller:
         logger.log(*log)
 
     def _pause_until_reset(self, now: float, resets_at: dt.datetime) -> None:
-        seconds_left = (resets_at - self._utc_clock()).total_seconds()
+        seconds_left = (resets_at - self.utc_clock()).total_seconds()
         self._pause(now, seconds_left + AFTER_RESET)
 
     def _resume(self, now: float) -> None:
         """End a pause: count the ticks it skipped, and plan anew for the new day."""
         reset = now - AFTER_RESET  # ticks from the reset on are the new day's
-        for state in self._states.values():
+        for state in self.states.values():
             if state.removed:
                 continue
             if state.planned:
@@ -464,7 +494,7 @@ class _Poller:
             else:  # paused before its first tick
                 due = self._paused_since
                 interval = (state.override or self._interval) * self._governor.factor
-            self._counts.skipped_quota += first_slot(due, interval, reset)
+            self.counts.skipped_quota += first_slot(due, interval, reset)
         self._paused_until = None
         self._respread = True
         self._next_quota_check = -math.inf
@@ -478,10 +508,10 @@ class _Poller:
         After an interval change every target is planned again; otherwise only targets
         added (or given another interval) since the last plan, and the others keep theirs.
         """
-        for target in [target for target, state in self._states.items() if state.removed]:
-            if not self._states[target].busy:
-                del self._states[target]
-        live = [state for state in self._states.values() if not state.removed]
+        for target in [target for target, state in self.states.items() if state.removed]:
+            if not self.states[target].busy:
+                del self.states[target]
+        live = [state for state in self.states.values() if not state.removed]
         batch = live if self._respread else [state for state in live if not state.planned]
         heap = [] if self._respread else self._heap
         spread = [state for state in batch if self._respread or state.last_due is None]
@@ -564,10 +594,13 @@ class _Poller:
 
     def _tick(self, state: _TargetState, now: float) -> None:
         """Poll ``state``'s target for the tick due now, or count why not; plan its next."""
+        before_tick = self._handover.before_tick
+        if before_tick is not None and not before_tick(state):
+            return
         due = state.due
         state.k += 1
         state.due = state.anchor + state.k * state.interval
-        counts = self._counts
+        counts = self.counts
         if state.busy:
             counts.skipped_busy += 1
         elif state.pending is not None:  # the consumer has not taken its last snapshot
@@ -627,23 +660,23 @@ class _Poller:
             target=target,
             stats=None,
             error=error,
-            fetched_at=self._utc_clock(),
+            fetched_at=self.utc_clock(),
             latency=anyio.current_time() - started,
         )
 
     def _settle(self, state: _TargetState, snapshot: Snapshot, now: float) -> None:
         """Account for one answer and hand it to the consumer."""
-        if self._fatal is not None:
+        if self.fatal is not None:
             return
         error = snapshot.error
         if isinstance(error, QuotaExhaustedError):  # refused before sending: not a failure
-            self._counts.skipped_quota += 1
+            self.counts.skipped_quota += 1
             if self._governor.on_quota == "error":
                 raise error
             self._pause_until_reset(now, error.resets_at)
             self._wake_scheduler()
             return
-        self._counts.polls += 1
+        self.counts.polls += 1
         if error is not None:
             self._errors[type(error).__name__] += 1
             if isinstance(error, ClientStateError) or (
@@ -651,14 +684,14 @@ class _Poller:
             ):
                 raise error
         if state.removed:
-            if self._states.get(state.target) is state:
-                del self._states[state.target]
+            if self.states.get(state.target) is state:
+                del self.states[state.target]
             return
         if error is not None:
             self._failed(state, error, now)
         else:
             self._succeeded(state, snapshot.latency, now)
-        self._deliver(state, snapshot)
+        self._handover.deliver(state, snapshot)
 
     def _succeeded(self, state: _TargetState, latency: float, now: float) -> None:
         state.timeouts = 0
@@ -695,11 +728,7 @@ class _Poller:
 
     # -- errors --------------------------------------------------------------------------
 
-    async def _main(self) -> None:
-        """Run while the block lasts: poll (a subclass may do more, or other)."""
-        await self._run()
-
-    def _reset(self) -> None:
+    def reset(self) -> None:
         """Forget the requests of an earlier run, cancelled, before polling again."""
         while True:
             try:
@@ -710,7 +739,7 @@ class _Poller:
         self._busy = self._busy_down = 0
         self._respread = True
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         # Our tasks live in a task group of their own, so that a failure can stop them
         # without cancelling the consumer, whose block is the outer task group's body.
         async with anyio.create_task_group() as task_group:
@@ -729,37 +758,25 @@ class _Poller:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
-        if self._fatal is None:
-            self._fatal, self._fatal_traceback = exc, exc.__traceback__
+        if self.fatal is None:
+            if self._handover.on_fatal is not None:
+                self._handover.on_fatal(exc)
+            self.fatal, self._fatal_traceback = exc, exc.__traceback__
         if self._tasks_scope is not None:
             self._tasks_scope.cancel()
-        self._wake_readers()
+        self._handover.wake_readers()
 
-    def _raise_fatal(self) -> NoReturn:
+    def raise_fatal(self) -> NoReturn:
         # The same error may be raised to many readers, each time with the traceback of
         # where it happened, as asyncio's futures do (re-raising would pile up tracebacks).
-        fatal = self._fatal
+        fatal = self.fatal
         if fatal is None:  # pragma: no cover - only called once polling failed
             msg = "the poller has not failed"
             raise InternalError(msg)
         raise fatal.with_traceback(self._fatal_traceback)
 
-    # -- what the subclasses do with the snapshots -----------------------------------------
 
-    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
-        """Hand over the snapshot of a poll of a target still polled."""
-        raise NotImplementedError
-
-    def _forget(self, state: _TargetState) -> None:
-        """Drop what is kept for a target no longer polled."""
-        raise NotImplementedError
-
-    def _wake_readers(self) -> None:
-        """Wake whoever waits for snapshots: polling stopped or failed."""
-        raise NotImplementedError
-
-
-class SnapshotStream(_Poller):
+class SnapshotStream:
     """Fresh snapshots of many targets at a fixed rate, within the daily quota.
 
     Create it with :meth:`WMSPanelClient.poll` and use it as an async context manager; the
@@ -793,28 +810,52 @@ class SnapshotStream(_Poller):
         *,
         only_changes: bool = False,
     ) -> None:
-        super().__init__(fetch, targets, settings)
+        self._engine = PollEngine(
+            fetch,
+            targets,
+            settings,
+            Handover(
+                name="SnapshotStream",
+                made_by="client.poll()",
+                deliver=self._deliver,
+                forget=self._forget,
+                wake_readers=self._wake_readers,
+            ),
+        )
+        self._counts = self._engine.counts
         self._only_changes = only_changes
         self._ready: collections.deque[_TargetState] = collections.deque()
         self._ready_event: anyio.Event | None = None
 
+    def __repr__(self) -> str:
+        return repr(self._engine)
+
     async def __aenter__(self) -> SnapshotStream:
-        await self._start()
+        await self._engine.start()
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._engine.stop(exc)
 
     def __aiter__(self) -> SnapshotStream:
         return self
 
     async def __anext__(self) -> Snapshot:
         """Wait for the next snapshot and take it."""
-        if self._state == "new":
+        engine = self._engine
+        if engine.phase == "new":
             msg = "iterate inside the block: async with client.poll(...) as snapshots: ..."
             raise ClientStateError(msg)
         while True:
-            if self._fatal is not None:
-                self._fatal_raised = True
-                self._raise_fatal()
-            if self._state == "stopped":
+            if engine.fatal is not None:
+                engine.fatal_raised = True
+                engine.raise_fatal()
+            if engine.phase == "stopped":
                 raise StopAsyncIteration
             if self._ready:
                 state = self._ready.popleft()
@@ -847,19 +888,39 @@ class SnapshotStream(_Poller):
             QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
                 cover the schedule with this target; nothing changed.
         """
-        self._add(target, interval)
+        self._engine.add(target, interval)
 
     def remove(self, target: Target) -> None:
         """Stop polling ``target``; do nothing if it is not polled.
 
         Its snapshot not yet taken, and the answer of a request in flight, are dropped.
         """
-        self._remove(target)
+        self._engine.remove(target)
+
+    def set_interval(self, seconds: float) -> None:
+        """Poll every target without an interval of its own every ``seconds`` from now on.
+
+        All targets are spread over the interval again; none is polled sooner than one
+        interval after its previous poll.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a positive number.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the new schedule; nothing changed.
+        """
+        self._engine.set_interval(seconds)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets polled now, in the order they were added."""
+        return self._engine.targets
 
     @property
     def stats(self) -> PollerStats:
         """What the poller has done so far; see :class:`PollerStats`."""
-        return PollerStats(**self._stats_fields())
+        return PollerStats(**self._engine.stats_fields())
+
+    # -- what the engine hands over ------------------------------------------------------
 
     def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
         if self._only_changes:
