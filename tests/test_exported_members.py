@@ -90,21 +90,7 @@ def public_names(package: types.ModuleType) -> set[str]:
     }
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            package,
-            marks=pytest.mark.xfail(
-                strict=True, reason="imports names of its own modules into its namespace"
-            ),
-        )
-        if package is wmspanel_async.prometheus
-        else package
-        for package in PUBLIC_PACKAGES
-    ],
-    ids=lambda package: package.__name__,
-)
+@pytest.mark.parametrize("package", PUBLIC_PACKAGES, ids=lambda package: package.__name__)
 def test_dir_shows_exactly_all(package: types.ModuleType) -> None:
     """Every public name ``dir()`` shows, lazily loaded or imported, is in ``__all__``, and back.
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import wmspanel_async.prometheus
+import wmspanel_async._prometheus
 from wmspanel_async import Target
 from wmspanel_async._metrics import POLL_ERRORS
 from wmspanel_async.prometheus import POLL_DURATION_BUCKETS, WMSPanelCollector, metrics_app
@@ -422,14 +422,14 @@ async def test_scrapes_close_together_share_one_writing(monkeypatch: pytest.Monk
         await fresh.wait(target)
         collector = WMSPanelCollector(fresh, clock=lambda: next(ticks))  # ages grow each time
         # On this virtual clock time jumps while the poller sleeps: the window is widened.
-        monkeypatch.setattr(wmspanel_async.prometheus, "SHARED_FOR", 10**6)
+        monkeypatch.setattr(wmspanel_async._prometheus, "SHARED_FOR", 10**6)
         transport = httpx.ASGITransport(app=metrics_app(collector))
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as http:
             first, second = [(await http.get("/metrics")).text for _ in range(2)]
             openmetrics = await http.get(
                 "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
             )
-        monkeypatch.setattr(wmspanel_async.prometheus, "SHARED_FOR", 0.0)
+        monkeypatch.setattr(wmspanel_async._prometheus, "SHARED_FOR", 0.0)
         transport = httpx.ASGITransport(app=metrics_app(collector))
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as http:
             third, fourth = [(await http.get("/metrics")).text for _ in range(2)]

@@ -5,7 +5,7 @@ cheaper. Above this module nothing changes: the client and its error handling se
 ``httpx.AsyncBaseTransport``, ``httpx.Response`` objects and httpx's errors. One request
 travels::
 
-    WMSPanelClient._attempt -> AiohttpTransport.handle_async_request
+    Pipeline._attempt -> AiohttpTransport.handle_async_request
         -> a slot of the pool (httpx.PoolTimeout if none comes free in time)
         -> aiohttp.ClientSession.request: no body on GET, no redirect, httpx's timeouts
         -> httpx.Response whose body streams from aiohttp; closing it frees the slot

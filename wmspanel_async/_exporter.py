@@ -23,8 +23,8 @@ from prometheus_client import (
 )
 
 from ._http_server import ASGIApp, Receive, Scope, Send, answer_lifespan, send_text, serve_asgi
+from ._prometheus import WMSPanelCollector, metrics_app
 from ._version import __version__
-from .prometheus import WMSPanelCollector, metrics_app
 
 if TYPE_CHECKING:
     from ._fresh import FreshSnapshots
