@@ -346,6 +346,9 @@ def test_without_the_prometheus_extra_the_exporter_names_it(tmp_path: Path) -> N
     assert "pip install 'wmspanel-async[prometheus]'" in completed.stdout
     assert len(completed.stderr.splitlines()) == 1
     assert completed.stderr.startswith("wmspanel-async: error: the exporter needs the prometheus")
+    # Said once: not the module's message quoted inside the command's.
+    assert completed.stderr.count("prometheus extra") == 1
+    assert completed.stderr.count("pip install") == 1
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -393,3 +396,33 @@ async def test_two_exporters_with_a_share_poll_once(redis_server: RedisServer) -
     # One poller's schedule, not two: seven polls took six intervals of 0.5 s (less a
     # first one that ran late).
     assert (steady[-1] - steady[0]).total_seconds() >= 5.5 * 0.5
+
+
+def test_a_restarted_exporter_has_every_target_at_once_and_stops_after_its_duration() -> None:
+    """At an interval of 60 s, every target is polled at start; --duration ends it with 0."""
+    process = subprocess.Popen(  # noqa: S603 - our own command
+        command("--demo", "--interval", "60", "--duration", "6", "--listen", "127.0.0.1:0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], TIMEOUT)
+        assert ready, "the exporter announced no address in time"
+        started = time.monotonic()
+        url = process.stdout.readline().split()[-1].removesuffix("/metrics")
+        while True:  # bounded polling: 4 s at most, far below the 60 s interval
+            text = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text
+            up = [line for line in text.splitlines() if line.startswith("wmspanel_up{")]
+            if len(up) == 7:  # the demo's 4 slices and 3 streams
+                break
+            assert time.monotonic() - started < 4, f"{len(up)} of 7 targets polled:\n{text}"
+            time.sleep(0.05)
+        code = process.wait(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=TIMEOUT)
+    assert code == 0

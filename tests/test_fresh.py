@@ -247,6 +247,24 @@ async def test_first_poll_now_polls_every_target_at_once_then_on_schedule() -> N
     assert abs(api.times(A)[1] - api.times(B)[1]) >= INTERVAL / 2 - 1
 
 
+async def test_first_poll_now_spreads_when_the_calls_left_cannot_afford_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stretched schedule (the day's calls would not last): no burst, and it says so."""
+    api = counting_api()
+    # 3 targets every 10 s is 25,920 calls a day: a limit of 2,000 stretches the interval.
+    async with make_polling_client(api, daily_limit=2000) as client:
+        start = anyio.current_time()
+        async with client.keep_fresh([A, B, C], interval=INTERVAL, first_poll_now=True) as fresh:
+            await anyio.sleep(1)
+            polled_at_once = sum(len(api.times(target)) for target in (A, B, C))
+            effective = fresh.stats.effective_interval
+    assert effective > 2 * INTERVAL
+    assert polled_at_once <= 1  # spread over the stretched interval, not all at once
+    assert "do not afford a first poll of every target at once" in caplog.text
+    assert anyio.current_time() - start >= 1
+
+
 async def test_an_auth_error_is_each_targets_error_by_default() -> None:
     """A 403 keeps the block up: readers see it, and the last figures stay readable."""
     api = counting_api()

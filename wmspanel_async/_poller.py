@@ -278,6 +278,7 @@ class PollEngine:
         self._concurrency = concurrency = settings.concurrency
         self._raise_on_auth_error = settings.raise_on_auth_error
         self._first_poll_now = settings.first_poll_now
+        self._said_no_burst = False
         self._rng = settings.rng
 
         self.states: dict[Target, _TargetState] = {}
@@ -523,7 +524,7 @@ class PollEngine:
                 anchor = state.last_due  # an interval of its own: keep its rhythm
             else:
                 anchor = spread_anchor(now, index or 0, len(spread), interval, self._rng.random())
-            first_now = self._first_poll_now and state.last_due is None
+            first_now = self._first_poll_now and state.last_due is None and self._can_burst()
             if state.last_due is not None:
                 earliest = max(now, state.last_due + interval)
             else:  # polled now, its next poll is at least half an interval later
@@ -540,6 +541,21 @@ class PollEngine:
             heapq.heappush(heap, (state.due, next(self._sequence), state.generation, state))
         self._heap = heap
         self._dirty = self._respread = False
+
+    def _can_burst(self) -> bool:
+        """Whether the day's calls afford polling new targets at once (``first_poll_now``)."""
+        if self._governor.factor <= 1:
+            return True
+        if not self._said_no_burst:
+            self._said_no_burst = True
+            logger.warning(
+                "the calls left today do not afford a first poll of every target at once "
+                "(polling every %.3g s instead of %.3g s): spreading the first polls over "
+                "the interval",
+                self._interval * self._governor.factor,
+                self._interval,
+            )
+        return False
 
     async def _sleep_until(self, deadline: float) -> None:
         with anyio.CancelScope() as scope:

@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exporter = commands.add_parser(
         "exporter",
-        parents=[backend, api],
+        parents=[backend, api, live],
         help="serve the figures to Prometheus, polled within the daily calls",
         description=(
             "Serve realtime figures on /metrics for Prometheus: one poller fetches them in the "

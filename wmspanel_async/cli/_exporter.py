@@ -139,6 +139,12 @@ def add_arguments(
         f"{_DEMO_INTERVAL:g} with --demo; stretched if the daily calls would not last)",
     )
     parser.add_argument(
+        "--no-first-poll",
+        action="store_true",
+        help="spread the first polls over the interval instead of polling every target once "
+        "at start (they are spread anyway when the daily calls left cannot afford it)",
+    )
+    parser.add_argument(
         "--share",
         metavar="URL",
         help="poll once for every exporter (and other process) that shares this Redis and "
@@ -234,7 +240,13 @@ async def run(
                 slices = await client.data_slices(show_servers=plan.each_server)
                 targets += sorted(plan.discovered(slices) - set(targets), key=str)
             fresh = await stack.enter_async_context(
-                client.keep_fresh(targets, interval=plan.interval, max_targets=None, share=share)
+                client.keep_fresh(
+                    targets,
+                    interval=plan.interval,
+                    max_targets=None,
+                    share=share,
+                    first_poll_now=not args.no_first_poll,
+                )
             )
             serving = serve_exporter(fresh, host=plan.host, port=plan.port, slice_names=names)
             try:
