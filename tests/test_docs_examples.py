@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,3 +198,23 @@ def test_daemon_exits_2_without_credentials() -> None:
     )
     assert done.returncode == 2
     assert "CRITICAL wmspanel_daemon: no client id" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed")
+def test_the_exporters_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The shipped unit has no key systemd does not know, and a state directory for --ledger."""
+    unit = (EXAMPLES / "wmspanel-exporter.service").read_text()
+    assert "StateDirectory=wmspanel-exporter" in unit
+    assert "--ledger %S/wmspanel-exporter/" in unit
+    assert "install -D -m 600 /dev/stdin /etc/wmspanel/api-key" in unit
+    # The command is where the unit's comment installs it; verify wants one that exists.
+    checked = tmp_path / "wmspanel-exporter.service"
+    checked.write_text(unit.replace("/opt/wmspanel-exporter/bin/wmspanel-async", "/bin/true"))
+    result = subprocess.run(  # noqa: S603 - systemd's own checker on our file
+        ["systemd-analyze", "verify", "--man=no", str(checked)],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
