@@ -25,6 +25,7 @@ from support import (
 )
 
 from wmspanel_async import (
+    APIError,
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
@@ -263,6 +264,37 @@ async def test_first_poll_now_spreads_when_the_calls_left_cannot_afford_it(
     assert polled_at_once <= 1  # spread over the stretched interval, not all at once
     assert "do not afford a first poll of every target at once" in caplog.text
     assert anyio.current_time() - start >= 1
+
+
+async def test_a_target_the_api_refuses_is_polled_no_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An APIError (the API said no to this request): one poll, one WARNING, no retries.
+
+    Its snapshot carries the error, the stats count it as refused (not down), and watching
+    it again polls it again.
+    """
+    api = counting_api()
+    refusal = {"status": "Error", "message": "lite slice: it has no per-stream realtime data"}
+    api.answers[B.data_slice] = lambda nth, now: httpx.Response(200, json=refusal)
+    async with (
+        make_polling_client(api) as client,
+        client.keep_fresh([A, B], interval=INTERVAL) as fresh,
+    ):
+        await anyio.sleep(10 * INTERVAL)
+        refused = fresh.get(B)
+        stats = fresh.stats
+        fresh.unwatch(B)
+        fresh.watch(B)
+        await anyio.sleep(INTERVAL)
+    assert refused is not None
+    assert isinstance(refused.error, APIError)
+    assert refused.error.api_message == refusal["message"]
+    assert len(api.times(B)) == 2  # once at first, once after it was watched again
+    assert len(api.times(A)) >= 10
+    assert (stats.targets_refused, stats.targets_down) == (1, 0)
+    assert caplog.text.count("is refused by the API") == 2
+    assert "polled no more" in caplog.text
 
 
 async def test_an_auth_error_is_each_targets_error_by_default() -> None:

@@ -437,3 +437,22 @@ async def test_scrapes_close_together_share_one_writing(monkeypatch: pytest.Monk
     assert openmetrics.text.endswith("# EOF\n")  # another format: written for itself
     assert third != fourth  # each written anew: the age moved on
     assert "wmspanel_figures_age_seconds" in third
+
+
+async def test_a_target_the_api_refuses_is_refused_1_with_no_other_series() -> None:
+    """A stream of a lite slice: wmspanel_target_refused 1, and no up 0 to alert on."""
+    simulator = Simulator([Account.sample()])
+    lite, stream = simulator.account.slices[1], simulator.account.streams[0]
+    refused, good = Target(lite.id, stream=stream.id), Target(lite.id)
+    async with (
+        simulator.client() as client,
+        client.keep_fresh([refused, good], interval=INTERVAL) as fresh,
+    ):
+        await fresh.wait(refused)
+        await fresh.wait(good)
+        found = samples(WMSPanelCollector(fresh).exposition())
+    assert found[key("wmspanel_target_refused", **labels_of(refused))] == 1
+    assert key("wmspanel_up", **labels_of(refused)) not in found
+    assert key("wmspanel_figures_age_seconds", **labels_of(refused)) not in found
+    assert found[key("wmspanel_up", **labels_of(good))] == 1
+    assert key("wmspanel_target_refused", **labels_of(good)) not in found

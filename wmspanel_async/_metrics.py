@@ -51,6 +51,13 @@ UP = Spec(
     "1 if the target's last poll succeeded, 0 if it failed" + POLLED_NOTE,
     TARGET_LABELS,
 )
+REFUSED = Spec(
+    "wmspanel_target_refused",
+    "gauge",
+    "1 if the API refused the target for good (an APIError, such as a stream of a lite "
+    "slice): it is polled no more, and has no other series",
+    TARGET_LABELS,
+)
 CONNECTED = Spec(
     "wmspanel_connected",
     "gauge",
@@ -132,7 +139,7 @@ DURATION = Spec(
 )
 #: Every family, in the order of the exposition.
 SPECS = (
-    *(UP, CONNECTED, BANDWIDTH, COUNTRY, AGE, LAST_SUCCESS, SLICE_INFO),
+    *(UP, REFUSED, CONNECTED, BANDWIDTH, COUNTRY, AGE, LAST_SUCCESS, SLICE_INFO),
     *(TARGETS, INTERVAL, EFFECTIVE_INTERVAL, PAUSED, CALLS_USED, CALLS_LIMIT, QUOTA_RESET),
     *(POLLS, ERRORS, SKIPPED, DURATION),
 )

@@ -34,6 +34,7 @@ import anyio.lowlevel
 import attrs
 
 from ._exceptions import (
+    APIError,
     APITimeoutError,
     AuthenticationError,
     ClientStateError,
@@ -167,6 +168,8 @@ class PollerStats(_PollCounts):
         skipped_quota: Ticks skipped because the poller's share of the daily calls was spent.
         errors: Failed polls by error class name, for example ``{"ServerError": 2}``.
         targets_down: Targets whose last poll failed.
+        targets_refused: Targets the API refused for good (an :class:`APIError`, which no
+            retry changes): polled no more, their last snapshot carries the error.
         quota: The client's daily call budget now.
         reserved_calls: Calls of the day the poller leaves to other calls of the client.
         paused: Whether polling waits for the next 00:00 UTC because the calls are spent.
@@ -181,6 +184,7 @@ class PollerStats(_PollCounts):
     effective_interval: float
     errors: Mapping[str, int]
     targets_down: int
+    targets_refused: int
     quota: QuotaStatus
     reserved_calls: int
     paused: bool
@@ -219,6 +223,7 @@ class _TargetState:
     busy_while_down: bool = False  # ... and it counts against the down targets' share
     pending: Snapshot | None = None  # the one snapshot the consumer has not taken
     removed: bool = False
+    refused: bool = False  # the API refused it for good (APIError): polled no more
     failures: int = 0
     timeouts: int = 0  # polls in a row that ran out of time
     last_latency: float = 0.0  # of the last successful poll
@@ -372,9 +377,9 @@ class PollEngine:
             self._require_fits(rate + 1 / (override or self._interval), targets=targets + 1)
         if state is None:
             self.states[target] = _TargetState(target, override)
-        elif state.removed or state.override != override:
+        elif state.removed or state.refused or state.override != override:
             state.override = override
-            state.removed = False
+            state.removed = state.refused = False  # added again: polled again
             state.planned = False
         self._changed()
 
@@ -417,7 +422,8 @@ class PollEngine:
             effective_interval=self._interval * self._governor.factor,
             **attrs.asdict(self.counts),
             errors=MappingProxyType(dict(self._errors)),
-            targets_down=sum(1 for state in live if state.failures),
+            targets_down=sum(1 for state in live if state.failures and not state.refused),
+            targets_refused=sum(1 for state in live if state.refused),
             quota=status,
             reserved_calls=self._governor.reserved_calls(status),
             paused=self._paused_until is not None,
@@ -440,7 +446,9 @@ class PollEngine:
         """Return the calls per second the requested schedule makes (before stretching)."""
         default = default or self._interval
         return sum(
-            1 / (state.override or default) for state in self.states.values() if not state.removed
+            1 / (state.override or default)
+            for state in self.states.values()
+            if not (state.removed or state.refused)
         )
 
     def _plan(self, rate: float) -> QuotaPlan:
@@ -583,8 +591,8 @@ class PollEngine:
                     continue
             while heap and heap[0][0] <= soon:
                 _, _, generation, state = heapq.heappop(heap)
-                if generation != state.generation or state.removed:
-                    continue  # planned again since, or removed
+                if generation != state.generation or state.removed or state.refused:
+                    continue  # planned again since, removed, or refused for good
                 self._tick(state, now)
                 heapq.heappush(heap, (state.due, next(self._sequence), generation, state))
                 if self._paused_until is not None:
@@ -724,6 +732,18 @@ class PollEngine:
 
     def _failed(self, state: _TargetState, error: WMSPanelError, now: float) -> None:
         state.failures += 1
+        if isinstance(error, APIError):
+            # The API answered, and said no to this request: asking again changes nothing.
+            state.refused = True
+            self._changed()  # the calls it would have spent go to the others
+            logger.warning(
+                "%s is refused by the API (%s) and is polled no more: change or remove the "
+                "target (a lite slice has no per-stream figures; `wmspanel-async slices` "
+                "lists the ids the key may see)",
+                state.target,
+                error,
+            )
+            return
         if isinstance(error, APITimeoutError):
             state.timeouts += 1
         if state.failures == 1:

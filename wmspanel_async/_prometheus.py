@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from . import _metrics as m
+from ._exceptions import APIError
 from ._http_server import ASGIApp, Receive, Scope, Send
 from ._http_server import answer_lifespan as _answer_lifespan
 from ._http_server import send_text as _send_text
@@ -174,6 +175,7 @@ class WMSPanelCollector:
                 break
         now = self._clock()
         up, connected = rows[m.UP].append, rows[m.CONNECTED].append
+        refused = rows[m.REFUSED].append
         bandwidth, country = rows[m.BANDWIDTH].append, rows[m.COUNTRY].append
         age, last_success = rows[m.AGE].append, rows[m.LAST_SUCCESS].append
         for latest, success in readings:
@@ -181,6 +183,9 @@ class WMSPanelCollector:
                 continue
             target = latest.target
             labels = (target.data_slice, target.stream or "", target.server or "")
+            if isinstance(latest.error, APIError):  # refused for good: polled no more
+                refused((labels, 1))
+                continue
             up((labels, 1 if latest.error is None else 0))
             if success is None or success.stats is None:
                 continue
