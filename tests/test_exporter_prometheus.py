@@ -6,8 +6,11 @@ tests skip, unless the ``CI`` variable is set: there a missing tool is a failure
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,6 +23,7 @@ import attrs
 import httpx
 import pytest
 from redis_support import free_port
+from support import CLI_EXTRA, environment, python_command
 
 from wmspanel_async import RealtimeStats, Target
 from wmspanel_async._exporter import serve_exporter
@@ -109,12 +113,11 @@ class Prometheus:
     exporter_port: int
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Start Prometheus in a temporary directory; stop it after the module's tests."""
+@contextlib.contextmanager
+def running_prometheus(home: Path, exporter_port: int) -> Iterator[Prometheus]:
+    """Run Prometheus in ``home``, scraping ``exporter_port``, until the block ends."""
     binary = tool("prometheus")
-    home = tmp_path_factory.mktemp("prometheus")
-    exporter_port, port = free_port(), free_port()
+    port = free_port()
     config = home / "prometheus.yml"
     config.write_text(
         "global:\n"
@@ -157,6 +160,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Start Prometheus in a temporary directory; stop it after the module's tests."""
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), free_port()) as server:
+        yield server
 
 
 async def query(http: httpx.AsyncClient, promql: str) -> list[dict[str, Any]]:
@@ -232,3 +242,121 @@ async def test_prometheus_scrapes_the_simulators_figures(prometheus: Prometheus)
             )
     assert [row["metric"]["name"] for row in named] == [simulator.account.slices[0].name]
     assert named[0]["metric"]["job"] == "wmspanel"
+
+
+# -- the Grafana dashboard -----------------------------------------------------------------
+
+DASHBOARD = EXAMPLES / "grafana-dashboard.json"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+#: What Grafana puts for its interval variables; a minute holds many 1 s scrapes.
+INTERVALS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1m"}
+
+
+def dashboard_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel of a dashboard, those in rows (collapsed ones hold theirs) included."""
+    for panel in panels:
+        yield panel
+        yield from dashboard_panels(panel.get("panels", []))
+
+
+def fill_in(expr: str, slice_regex: str) -> str:
+    """``expr`` as Grafana sends it, with ``$slice`` set to ``slice_regex``."""
+    for name, value in INTERVALS.items():
+        expr = expr.replace(name, value)
+    expr = expr.replace("${slice}", slice_regex).replace("$slice", slice_regex)
+    assert "$" not in expr, f"a variable the test does not fill in: {expr}"
+    return expr
+
+
+def grafana_escape(value: str) -> str:
+    """``value`` in a regex of a multi-value variable, as Grafana's Prometheus source puts it."""
+    return re.sub(r"([\\^$*+?.()|{}\[\]])", r"\\\\\1", value)
+
+
+def test_the_dashboard_has_its_variables_and_every_panel_its_data_source() -> None:
+    """The datasource and slice variables are there, and every query uses ${datasource}."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["slice"]["type"] == "query"
+    assert variables["slice"]["datasource"] == DATASOURCE
+    assert variables["slice"]["query"] == "label_values(wmspanel_data_slice_info, name)"
+    panels = [p for p in dashboard_panels(dashboard["panels"]) if p["type"] != "row"]
+    assert len({panel["id"] for panel in dashboard_panels(dashboard["panels"])}) == len(
+        list(dashboard_panels(dashboard["panels"]))
+    )
+    for panel in panels:
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, panel["title"]
+    exprs = [target["expr"] for panel in panels for target in panel["targets"]]
+    assert sum("$slice" in expr for expr in exprs) >= 6
+
+
+@pytest.fixture
+def demo_prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """A Prometheus of its own scraping ``exporter --demo --each-server`` every second."""
+    if not CLI_EXTRA:
+        pytest.skip("the command line is what the cli extra adds")
+    exporter_port = free_port()
+    with running_prometheus(tmp_path, exporter_port) as server:
+        process = subprocess.Popen(  # noqa: S603 - our own command
+            [
+                *python_command(),
+                *("-m", "wmspanel_async.cli", "exporter", "--demo", "--each-server"),
+                *("--listen", f"127.0.0.1:{exporter_port}"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment(),
+        )
+        try:
+            yield server
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=DEADLINE)
+            assert process.returncode == 0, stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # only the test's HTTP client runs on it
+async def test_every_dashboard_query_returns_series_from_the_demo(
+    demo_prometheus: Prometheus,
+) -> None:
+    """Each panel's query, its variables filled in as Grafana would, has series in Prometheus.
+
+    The slice variable takes one slice, two of them, and "All"; the options Grafana would
+    offer for it come from Prometheus's label values API.
+    """
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exprs = sorted(
+        {
+            target["expr"]
+            for panel in dashboard_panels(dashboard["panels"])
+            for target in panel.get("targets", [])
+        }
+    )
+    async with httpx.AsyncClient(base_url=demo_prometheus.url, timeout=5) as http:
+        with anyio.fail_after(DEADLINE):
+            while True:  # the slice variable's options, once the exporter has been scraped
+                answer = await http.get(
+                    "/api/v1/label/name/values", params={"match[]": "wmspanel_data_slice_info"}
+                )
+                answer.raise_for_status()
+                names = answer.json()["data"]
+                if names:
+                    break
+                await anyio.sleep(0.2)  # Prometheus scrapes every second
+        assert "All streams" in names  # the demo's first slice, with its streams
+        choices = ["All streams", f"({'|'.join(map(grafana_escape, names[:2]))})", ".*"]
+        queries = [fill_in(expr, choice) for expr in exprs for choice in choices]
+        empty: list[str] = queries
+        with contextlib.suppress(TimeoutError), anyio.fail_after(DEADLINE):
+            while empty:  # rate() needs two scrapes, and per-server figures a second poll
+                empty = [promql for promql in empty if not await query(http, promql)]
+                if empty:
+                    await anyio.sleep(0.5)
+        assert empty == [], "no series in time"
