@@ -25,7 +25,7 @@ import pytest
 from redis_support import free_port
 from support import CLI_EXTRA, environment, python_command
 
-from wmspanel_async import RealtimeStats, Target
+from wmspanel_async import RealtimeStats, Target, WMSPanelClient
 from wmspanel_async._exporter import serve_exporter
 from wmspanel_async.prometheus import WMSPanelCollector
 from wmspanel_async.testing import Account, Simulator
@@ -360,3 +360,37 @@ async def test_every_dashboard_query_returns_series_from_the_demo(
                 if empty:
                     await anyio.sleep(0.5)
         assert empty == [], "no series in time"
+
+
+@pytest.mark.anyio
+async def test_odd_country_values_come_out_escaped_and_pass_promtool() -> None:
+    """Countries the API sends as ``"``, ``a"b`` or with a newline: escaped, promtool-clean.
+
+    A slice named ``"`` alone (no backslash) too.
+    """
+    promtool = tool("promtool")
+    odd = ['"', 'a"b', "x\ny"]
+    body = {
+        "status": "Ok",
+        "realtime_data": {"connected": 3, "bandwidth": 8, "geo": [[c, 1] for c in odd]},
+    }
+    target = Target("0" * 24)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    async with (
+        WMSPanelClient("id", "k" * 32, transport=httpx.MockTransport(answer)) as client,
+        client.keep_fresh([target], interval=10.0) as fresh,
+    ):
+        snapshot = await fresh.wait(target)
+        text = WMSPanelCollector(fresh, slice_names={target.data_slice: '"'}).exposition()
+    assert snapshot.stats is not None
+    assert [entry.country for entry in snapshot.stats.geo] == odd
+    for escaped in (r'country="\""', r'country="a\"b"', r'country="x\ny"'):
+        assert f"wmspanel_country_connected{{{escaped}," in text
+    assert r'name="\""' in text
+    checked = await anyio.run_process(
+        [promtool, "check", "metrics"], input=text.encode(), check=False
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, b"", b"")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support import VirtualUTC
 
 import wmspanel_async._prometheus
 from wmspanel_async import Target
@@ -265,6 +266,7 @@ async def test_collect_and_exposition_write_the_same_metrics() -> None:
     assert families(ours) == families(theirs)
     assert [name for name, _, _ in families(ours)] == [
         "wmspanel_up",
+        "wmspanel_target_refused",
         "wmspanel_connected",
         "wmspanel_bandwidth_bytes_per_second",
         "wmspanel_country_connected",
@@ -295,7 +297,7 @@ async def test_help_texts_say_the_figures_are_polled_not_fetched_on_scrape() -> 
     helps = {line.split()[2]: line for line in lines if line.startswith("# HELP ")}
     types = {line.split()[2]: line.split()[3] for line in lines if line.startswith("# TYPE ")}
     assert helps.keys() == types.keys()
-    assert len(helps) == 17  # the histogram is left out until run() runs
+    assert len(helps) == 18  # the histogram is left out until run() runs
     for name in ("up", "connected", "bandwidth_bytes_per_second", "country_connected"):
         assert helps[f"wmspanel_{name}"].endswith("never fetched on scrape")
     assert {name for name, kind in types.items() if kind == "counter"} == {
@@ -456,3 +458,77 @@ async def test_a_target_the_api_refuses_is_refused_1_with_no_other_series() -> N
     assert key("wmspanel_figures_age_seconds", **labels_of(refused)) not in found
     assert found[key("wmspanel_up", **labels_of(good))] == 1
     assert key("wmspanel_target_refused", **labels_of(good)) not in found
+
+
+@pytest.mark.parametrize(
+    ("seconds", "bucket"),
+    [(0.25, "0.25"), (30.0, "30.0"), (30.5, "+Inf")],
+    ids=["on-a-bound", "on-the-last-bound", "past-the-last-bound"],
+)
+async def test_a_poll_counts_in_the_first_bucket_whose_bound_it_does_not_pass(
+    seconds: float, bucket: str
+) -> None:
+    """``le`` is "less or equal": 0.25 s is in le="0.25"; 30.5 s only in +Inf (= _count).
+
+    A poll's latency is a difference of clock readings, never exactly a bound: the
+    collector's count of one is fed the bound itself here.
+    """
+    simulator = frozen_simulator()
+    async with (
+        simulator.client(daily_limit=10**6) as client,
+        client.keep_fresh([], interval=INTERVAL) as fresh,
+        anyio.create_task_group() as task_group,
+    ):
+        collector = WMSPanelCollector(fresh)
+        await task_group.start(collector.run)
+        collector._observe(seconds)
+        found = samples(collector.exposition())
+        task_group.cancel_scope.cancel()
+    name = "wmspanel_poll_duration_seconds"
+    bounds = [*map(repr, POLL_DURATION_BUCKETS), "+Inf"]
+    counts = {bound: found[key(f"{name}_bucket", le=bound)] for bound in bounds}
+    first = bounds.index(bucket)
+    assert all(counts[bound] == 0 for bound in bounds[:first])
+    assert all(counts[bound] == 1 for bound in bounds[first:])
+    assert counts["+Inf"] == found[key(f"{name}_count")] == 1
+    assert found[key(f"{name}_sum")] == seconds
+
+
+async def test_the_age_of_a_failed_targets_figures_is_that_of_its_last_success() -> None:
+    """After a failed poll, wmspanel_figures_age_seconds keeps growing from the last success."""
+    simulator = frozen_simulator()
+    target = Target(simulator.account.slices[0].id)
+    async with (
+        simulator.client(daily_limit=10**6, max_retries=0, clock=VirtualUTC()) as client,
+        client.keep_fresh([target], interval=INTERVAL) as fresh,
+    ):
+        good = await fresh.wait(target)
+        simulator.inject(Fault.http_status(503), target=target)
+        failed = await fresh.wait(target, newer_than=good)
+        assert failed.error is not None
+        later = failed.fetched_at + dt.timedelta(seconds=7)
+        found = samples(WMSPanelCollector(fresh, clock=lambda: later).exposition())
+    labels = labels_of(target)
+    assert found[key("wmspanel_up", **labels)] == 0
+    expected = (later - good.fetched_at).total_seconds()
+    assert expected >= 7 + INTERVAL / 2  # not the age of the failed poll (7 s)
+    assert found[key("wmspanel_figures_age_seconds", **labels)] == pytest.approx(expected)
+    assert found[key("wmspanel_last_success_timestamp_seconds", **labels)] == pytest.approx(
+        good.fetched_at.timestamp()
+    )
+
+
+async def test_quotes_and_newlines_in_label_values_come_out_escaped() -> None:
+    """A slice name of one ``"``, and countries with ``"`` or a newline: escaped, valid."""
+    simulator = frozen_simulator()
+    target = Target(simulator.account.slices[0].id)
+    async with (
+        simulator.client(daily_limit=10**6) as client,
+        client.keep_fresh([target], interval=INTERVAL) as fresh,
+    ):
+        await fresh.wait(target)
+        collector = WMSPanelCollector(fresh, slice_names={target.data_slice: '"'})
+        text = collector.exposition()
+    assert f'wmspanel_data_slice_info{{data_slice="{target.data_slice}",name="\\""}} 1.0' in text
+    found = samples(text)
+    assert found[key("wmspanel_data_slice_info", data_slice=target.data_slice, name='"')] == 1
