@@ -197,3 +197,15 @@ def test_daemon_exits_2_without_credentials() -> None:
     )
     assert done.returncode == 2
     assert "CRITICAL wmspanel_daemon: no client id" in done.stderr
+
+
+def test_readme_install_list_names_every_extra() -> None:
+    """Each extra of pyproject.toml has its line in the README's install list."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = re.findall(r"^([a-z0-9-]+) = \[", section, flags=re.MULTILINE)
+    assert {"cli", "testing", "aiohttp", "redis", "prometheus"} <= set(extras)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    for extra in extras:
+        assert f'pip install -e ".[{extra}]"' in install, extra
