@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from redis_support import RedisServer, free_port
 from rich.console import Console
@@ -451,6 +452,32 @@ def test_simulator_daily_limit_exits_5() -> None:
         simulated.run("slices").assert_one_line_error(5, "429")
     finally:
         assert stop(process) == (0, "")
+
+
+def test_simulator_logs_requests_and_serves_its_stats() -> None:
+    """--log-requests logs a line per request on stderr; /_simulator/stats counts the calls."""
+    process = start("simulator", "--port", "0", "--json", "--seed", "5", "--log-requests")
+    try:
+        simulated = Simulated(process, json.loads(read_line(process)))
+        assert simulated.run("slices").code == 0
+        assert simulated.run("realtime", simulated.slices[0]["id"]).code == 0
+        stats = httpx.get(f"{simulated.base_url}/_simulator/stats", timeout=TIMEOUT).json()
+    finally:
+        code, err = stop(process)
+    assert code == 0
+    [account] = stats["accounts"]
+    assert account["client_id"] == simulated.client_id
+    assert account["calls_today"] == 2
+    assert {"key": simulated.api_key[:4] + "\u2026", "calls_today": 2} in account["keys"]
+    assert stats["paths"]["/v1/data_slices"]["counted"] == 1
+    assert stats["paths"]["/v1/realtime_data"]["counted"] == 1
+    lines = err.splitlines()
+    assert len(lines) == 3, err
+    assert f"GET /v1/data_slices 200 client_id={simulated.client_id} " in lines[0]
+    assert f"GET /v1/realtime_data 200 client_id={simulated.client_id} " in lines[1]
+    assert lines[2].endswith("GET /_simulator/stats 200 (not counted)")
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} GET ", line) for line in lines)
+    assert simulated.api_key not in err
 
 
 def test_simulator_announces_itself_for_people() -> None:

@@ -23,7 +23,8 @@ import anyio.abc
 import pytest
 from support import environment, python_command, run_pytest_as_user
 
-from wmspanel_async.testing import Account, Simulator, serve
+from wmspanel_async import Target
+from wmspanel_async.testing import Account, Fault, Simulator, serve
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -130,7 +131,7 @@ def test_fastapi_recipe_tests_pass(pytester: pytest.Pytester) -> None:
     for name in ("fastapi_app.py", "fastapi_page.html", "test_fastapi_app.py"):
         (pytester.path / name).write_text((EXAMPLES / name).read_text(encoding="utf-8"))
     result = run_pytest_as_user(pytester)
-    result.assert_outcomes(passed=24)
+    result.assert_outcomes(passed=26)
 
 
 # The daemon recipe -------------------------------------------------------------------------
@@ -171,6 +172,40 @@ async def test_daemon_logs_figures_and_health_then_stops_on_sigterm(tmp_path: Pa
     assert account.api_key not in log
     (counts,) = json.loads(quota_file.read_text())["days"].values()
     assert counts[account.client_id] >= 5  # the listing and a round of polls
+
+
+@pytest.mark.anyio
+async def test_daemon_logs_the_package_lines_down_and_recovered(tmp_path: Path) -> None:
+    """basicConfig shows the package's WARNING "is down" and INFO "recovered", formatted."""
+    account = Account.generate(0, daily_limit=1_000_000)
+    simulator = Simulator([account])
+    sports = Target(account.slices[1].id)
+    simulator.inject(Fault.http_status(503, retry_after=0), times=3, target=sports)
+    args = ("--interval", "0.3", "--health-every", "60", "--daily-limit", "1000000")
+    async with serve(simulator) as server:
+        env = environment(
+            WMSPANEL_BASE_URL=server.url,
+            WMSPANEL_CLIENT_ID=account.client_id,
+            WMSPANEL_API_KEY=account.api_key,
+        )
+        process = await anyio.open_process(daemon_command(*args), env=env)
+        async with process:
+            assert process.stderr is not None
+            log = ""
+            with anyio.fail_after(TIMEOUT):
+                while "recovered after" not in log:
+                    log += (await process.stderr.receive()).decode()
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(TIMEOUT):
+                async for chunk in process.stderr:
+                    log += chunk.decode()
+                assert await process.wait() == 0, log
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    down = rf"{stamp} WARNING wmspanel_async\.poller: {sports} is down: ServerError: "
+    recovered = rf"{stamp} INFO wmspanel_async\.poller: {sports} recovered after \d+ failed"
+    assert re.search(down, log, flags=re.MULTILINE), log
+    assert re.search(recovered, log, flags=re.MULTILINE), log
+    assert account.api_key not in log
 
 
 @pytest.mark.anyio
@@ -218,3 +253,15 @@ def test_the_exporters_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path
         check=False,
     )
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_readme_install_list_names_every_extra() -> None:
+    """Each extra of pyproject.toml has its line in the README's install list."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = re.findall(r"^([a-z0-9-]+) = \[", section, flags=re.MULTILINE)
+    assert {"cli", "testing", "aiohttp", "redis", "prometheus"} <= set(extras)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    for extra in extras:
+        assert f'pip install -e ".[{extra}]"' in install, extra

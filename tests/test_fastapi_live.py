@@ -36,9 +36,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from support import environment, python_command
 from websockets.asyncio.client import ClientConnection, connect
 
-from wmspanel_async.testing import Account, Fault, Simulator
+from wmspanel_async.testing import Account, Fault, Simulator, serve
 
 ROOT = Path(__file__).parent.parent
 SCREENSHOT = ROOT / "docs" / "_static" / "fastapi-live-page.png"
@@ -380,3 +381,61 @@ async def test_the_page_shows_live_figures_in_chromium(
     if update_screenshot:
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(png)
+
+
+async def test_workers_pointed_at_one_served_simulator_are_counted_together(
+    wmspanel_account: Account,
+) -> None:
+    """docs/fastapi.md's multi-worker section: uvicorn --workers 2 against one simulator.
+
+    Each worker lists the slices once and polls the four at once (``first_poll_now``);
+    ``/_simulator/stats`` counts them together.
+    """
+    simulator = Simulator([wmspanel_account])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    async with serve(simulator) as server, httpx.AsyncClient(base_url=server.url) as http:
+        env = environment(
+            WMSPANEL_BASE_URL=server.url,
+            WMSPANEL_CLIENT_ID=wmspanel_account.client_id,
+            WMSPANEL_API_KEY=wmspanel_account.api_key,
+        )
+        command = [
+            *python_command(),
+            "-m",
+            "uvicorn",
+            "fastapi_app:app",
+            "--app-dir",
+            str(ROOT / "docs" / "examples"),
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "1",
+        ]
+        process = await anyio.open_process(command, env=env, start_new_session=True)
+        try:
+            with anyio.fail_after(60):
+                while True:
+                    stats = (await http.get("/_simulator/stats")).json()
+                    paths = stats["paths"]
+                    if paths.get("/v1/realtime_data", {}).get("counted", 0) >= 8:
+                        break
+                    await anyio.sleep(0.1)
+        finally:
+            process.terminate()
+            with anyio.move_on_after(15) as stopping:
+                await process.wait()
+            if stopping.cancelled_caught:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+            await process.aclose()
+    [account] = stats["accounts"]
+    assert paths["/v1/data_slices"]["counted"] == 2  # one listing per worker
+    assert paths["/v1/realtime_data"]["counted"] == 8  # 4 slices, polled once by each
+    assert account["calls_today"] == 10 == simulator.calls_today()
+    assert {"key": wmspanel_account.api_key[:4] + "\u2026", "calls_today": 10} in account["keys"]
+    assert wmspanel_account.api_key not in json.dumps(stats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,6 +25,7 @@ from wmspanel_async.testing import (
     Simulator,
     Slice,
     Stream,
+    serve,
 )
 from wmspanel_async.testing._simulator import _LoopClock
 from wmspanel_async.testing._traffic import apportion
@@ -704,3 +706,98 @@ async def test_demo_simulator_allows_a_day_of_refreshes() -> None:
     async with demo.client() as client:
         assert client.quota.limit == 1_000_000
         assert (await client.data_slices())[0].name == "All streams"
+
+
+# What the served simulator says of its calls -------------------------------------------------
+
+
+async def test_stats_endpoint_counts_calls_per_key_and_per_path_over_a_socket() -> None:
+    """GET /_simulator/stats gives today's calls per key (blanked) and per path, uncounted."""
+    account = Account.generate(0, daily_limit=100)
+    user_key = next(key for key in account.keys if key.slices is not None)
+    simulator = Simulator([account], clock=fixed(NOON))
+    simulator.inject(Fault.http_status(503, retry_after=0), path=REALTIME)
+    async with serve(simulator) as server, httpx.AsyncClient(base_url=server.url) as http:
+        api = API(simulator, http)
+        await api.get(SLICES)
+        await api.get(SLICES, key=user_key.key)
+        data_slice = account.slices[0].id
+        statuses = [(await api.get(REALTIME, data_slice=data_slice)).status_code for _ in "ab"]
+        refused = await api.get(SLICES, key="not-the-key-at-all")
+        response = await http.get("/_simulator/stats")
+        again = (await http.get("/_simulator/stats")).json()
+        posted = await http.post("/_simulator/stats")
+    assert statuses == [503, 200]
+    assert refused.status_code == 403
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    stats = response.json()
+    assert stats == again  # reading the stats counts nowhere
+    assert posted.status_code == 405
+    assert stats["day"] == "2026-03-02"
+    [seen] = stats["accounts"]
+    assert seen["client_id"] == account.client_id
+    assert seen["daily_limit"] == 100
+    assert seen["calls_today"] == 3 == simulator.calls_today()
+    by_key = {entry["key"]: entry["calls_today"] for entry in seen["keys"]}
+    assert by_key[account.api_key[:4] + "\u2026"] == 2
+    assert by_key[user_key.key[:4] + "\u2026"] == 1
+    assert stats["paths"] == {
+        SLICES: {"requests": 3, "counted": 2, "statuses": {"200": 2, "403": 1}},
+        REALTIME: {"requests": 2, "counted": 1, "statuses": {"200": 1, "503": 1}},
+    }
+    text = response.text
+    for key in account.keys:
+        assert key.key not in text
+        assert key.key[:5] not in text
+    assert all(record.path != "/_simulator/stats" for record in simulator.requests)
+
+
+async def test_stats_start_again_each_simulated_day() -> None:
+    """The stats are today's: past midnight UTC, the counts start from zero."""
+    now = [NOON]
+    simulator = Simulator(clock=lambda: now[0])
+    async with await open_api(simulator) as http:
+        await API(simulator, http).get(SLICES)
+        assert simulator.stats()["paths"][SLICES]["requests"] == 1
+        now[0] = NOON + dt.timedelta(days=1)
+        stats = (await http.get("/_simulator/stats")).json()
+    assert stats["day"] == "2026-03-03"
+    assert stats["paths"] == {}
+    assert stats["accounts"][0]["calls_today"] == 0
+    assert {entry["calls_today"] for entry in stats["accounts"][0]["keys"]} == {0}
+
+
+async def test_log_requests_logs_one_line_per_request_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """log_requests=True logs method, path, status and client_id at INFO, never the key."""
+    simulator = Simulator(clock=fixed(NOON), log_requests=True)
+    account = simulator.account
+    caplog.set_level(logging.INFO, logger="wmspanel_async.simulator")
+    async with serve(simulator) as server, httpx.AsyncClient(base_url=server.url) as http:
+        api = API(simulator, http)
+        await api.get(REALTIME, data_slice=account.slices[1].id)
+        await api.get(SLICES, key="wrong-key-wrong-key")
+        await http.get("/_simulator/stats")
+    lines = [r.getMessage() for r in caplog.records if r.name == "wmspanel_async.simulator"]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"GET {REALTIME} 200 client_id={account.client_id} ")
+    assert f"data_slice={account.slices[1].id}" in lines[0]
+    assert lines[0].endswith("status=Ok counted")
+    assert lines[1].startswith(f"GET {SLICES} 403 client_id={account.client_id} ")
+    assert lines[1].endswith("not counted")
+    assert lines[2] == "GET /_simulator/stats 200 (not counted)"
+    for line in lines:
+        assert account.api_key not in line
+        assert "wrong-key" not in line
+
+
+async def test_requests_are_not_logged_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    """Without log_requests the simulator logs nothing per request."""
+    simulator = Simulator(clock=fixed(NOON))
+    caplog.set_level(logging.DEBUG, logger="wmspanel_async.simulator")
+    async with await open_api(simulator) as http:
+        await API(simulator, http).get(SLICES)
+    assert [r for r in caplog.records if r.name == "wmspanel_async.simulator"] == []

@@ -9,12 +9,15 @@ your account; without them, a simulated one (in process, nothing to configure).
 - ``GET /events``: the same figures as Server-Sent Events, one event per new snapshot.
 
 No request calls the API: the endpoints read what ``client.keep_fresh()`` polled last.
+The lifespan applies ``LOGGING``, so that the package's lines ("is down", "recovered")
+come out with time, level and logger name beside uvicorn's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +29,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from wmspanel_async import DataSlice, FreshSnapshots, Snapshot, Target, WMSPanelClient
+from wmspanel_async import DataSlice, FreshSnapshots, Target, WMSPanelClient
 from wmspanel_async.testing import Simulator
 
 logger = logging.getLogger("fastapi_app")
@@ -39,6 +42,27 @@ INTERVAL = 60.0
 SIMULATED_INTERVAL = 1.0
 #: How long a browser waits before it reconnects a broken event stream, in milliseconds.
 RECONNECT_MS = 2000
+
+#: The package's loggers (and this app's) to stderr, with time, level and logger name, at
+#: INFO: uvicorn configures only its own loggers, which this leaves as they are.
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        # "is down" (WARNING), "recovered" (INFO), retries and a stretched schedule.
+        "wmspanel_async": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "fastapi_app": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "httpx": {"level": "WARNING"},  # not a line per request
+    },
+}
 
 PAGE = Path(__file__).with_name("fastapi_page.html").read_text(encoding="utf-8")
 #: WMSPanel's ids; a path with anything else is refused (422) before it is looked up.
@@ -60,16 +84,17 @@ class Board:
         """
         if slice_id not in self.names:
             raise HTTPException(status_code=404, detail=f"no data slice {slice_id} here")
-        target = Target(slice_id)
-        return self.describe(target, self.fresh.get(target))
+        return self.describe(Target(slice_id))
 
-    def describe(self, target: Target, latest: Snapshot | None) -> dict[str, Any]:
-        """Return what the page shows of a target, given its latest snapshot (None before).
+    def describe(self, target: Target) -> dict[str, Any]:
+        """Return what the page shows of a target: its last figures, and the current error.
 
-        A failed poll keeps the last figures on show, with the error's type beside them.
+        During an outage the page keeps the last figures on show, with the error's type
+        beside them: ``last_success()`` gives the figures (it keeps the last good ones),
+        ``get()`` the latest poll, failed or not, for its error.
         """
-        ok = latest is not None and latest.error is None
-        figures = latest if ok else self.fresh.last_success(target)
+        figures = self.fresh.last_success(target)
+        latest = self.fresh.get(target)
         stats = figures.stats if figures is not None else None
         error = latest.error if latest is not None else None
         return {
@@ -92,7 +117,7 @@ class Board:
         # Iteration ends when the app shuts down (its keep_fresh() block is left).
         async with self.fresh.subscribe() as snapshots:
             async for snapshot in snapshots:
-                yield f"data: {json.dumps(self.describe(snapshot.target, snapshot))}\n\n"
+                yield f"data: {json.dumps(self.describe(snapshot.target))}\n\n"
 
 
 class EventStream(StreamingResponse):
@@ -116,17 +141,23 @@ class EventStream(StreamingResponse):
 
 
 def create_app(
-    make_client: Callable[[], WMSPanelClient] = WMSPanelClient, interval: float = INTERVAL
+    make_client: Callable[[], WMSPanelClient] = WMSPanelClient,
+    interval: float = INTERVAL,
+    logging_config: dict[str, Any] | None = None,
 ) -> FastAPI:
     """Return the app; tests pass ``make_client=simulator.client``.
 
     Args:
         make_client: Makes the process's one client, inside the app's event loop.
         interval: Seconds between two polls of a slice.
+        logging_config: Applied with ``logging.config.dictConfig`` as the app starts (in
+            each worker); ``None`` leaves logging as it is (tests capture it their way).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if logging_config is not None:
+            logging.config.dictConfig(logging_config)
         # Made here, not at import: a client belongs to the event loop that runs the app.
         async with make_client() as client:
             slices = await client.data_slices()
@@ -170,4 +201,4 @@ def from_environment() -> tuple[Callable[[], WMSPanelClient], float]:
     return Simulator.demo().client, SIMULATED_INTERVAL
 
 
-app = create_app(*from_environment())
+app = create_app(*from_environment(), logging_config=LOGGING)

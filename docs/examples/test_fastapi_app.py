@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import AsyncIterator, MutableMapping
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +16,7 @@ import httpx
 import pytest
 import trio.testing
 from fastapi import FastAPI
-from fastapi_app import create_app
+from fastapi_app import LOGGING, create_app
 
 from wmspanel_async import Target
 from wmspanel_async.testing import Account, Fault, Simulator
@@ -86,12 +90,64 @@ async def test_a_failing_slice_shows_its_error_and_keeps_its_figures(
                 snapshot = await fresh.wait(sports, newer_than=snapshot)
         kept = fresh.last_success(sports)
         response = await http.get("/api/slices")
+        one = await http.get(f"/api/slices/{sports.data_slice}")
     assert wmspanel_simulator.account.api_key not in response.text
     rows = {row["name"]: row for row in response.json()}
     assert rows["Sports"]["error"] == "ServerError"
     assert rows["Sports"]["connected"] == kept.stats.connected > 0
     assert rows["Sports"]["as_of"] == kept.fetched_at.isoformat()
     assert all(rows[name]["error"] is None for name in SLICES if name != "Sports")
+    assert one.json() == rows["Sports"]  # one slice's endpoint keeps its figures too
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put back the loggers LOGGING configures, as they were, after the test."""
+    names = [*LOGGING["loggers"], "uvicorn.error"]
+    saved = {}
+    for name in names:
+        log = logging.getLogger(name)
+        saved[name] = (log.level, list(log.handlers), log.propagate, log.disabled)
+    yield
+    for name, (level, handlers, propagate, disabled) in saved.items():
+        log = logging.getLogger(name)
+        log.setLevel(level)
+        log.handlers[:] = handlers
+        log.propagate, log.disabled = propagate, disabled
+
+
+@pytest.mark.usefixtures("logging_restored")
+async def test_the_packages_log_lines_come_out_with_time_level_and_logger(
+    wmspanel_simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With LOGGING applied in the lifespan, "is down" (WARNING) and "recovered" (INFO) show."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)  # where LOGGING's handler writes
+    uvicorn_error = logging.getLogger("uvicorn.error")  # as uvicorn configures it, before us
+    uvicorn_error.addHandler(logging.NullHandler())
+    app = create_app(wmspanel_simulator.client, INTERVAL, logging_config=LOGGING)
+    async with running(app):
+        await polled_once(app)
+        fresh = app.state.board.fresh
+        sports = Target(wmspanel_simulator.account.slices[1].id)
+        # Three polls answered 503 (the poller does not retry them), then it recovers.
+        wmspanel_simulator.inject(Fault.http_status(503, retry_after=0), times=3, target=sports)
+        snapshot = fresh.get(sports)
+        with anyio.fail_after(10 * INTERVAL):
+            while snapshot.error is None:
+                snapshot = await fresh.wait(sports, newer_than=snapshot)
+            while snapshot.error is not None:
+                snapshot = await fresh.wait(sports, newer_than=snapshot)
+    log = stderr.getvalue()
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    down = rf"{stamp} WARNING wmspanel_async\.poller: {sports} is down: ServerError: "
+    recovered = rf"{stamp} INFO wmspanel_async\.poller: {sports} recovered after \d+ failed polls"
+    assert re.search(down, log, flags=re.MULTILINE), log
+    assert re.search(recovered, log, flags=re.MULTILINE), log
+    assert "HTTP Request" not in log  # httpx's line per request stays quiet
+    assert wmspanel_simulator.account.api_key not in log
+    assert not uvicorn_error.disabled
+    assert uvicorn_error.handlers  # uvicorn's loggers are left as they were
 
 
 @pytest.mark.parametrize(

@@ -332,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of requests answered 500, from 0 to 1 (default: %(default)g)",
     )
     simulator.add_argument(
+        "--log-requests",
+        action="store_true",
+        help="log one line per request on stderr: time, method, path, status, client_id "
+        "(never the api_key); GET /_simulator/stats gives today's calls per key and path",
+    )
+    simulator.add_argument(
         "--json", action="store_true", help="announce the address and account as one JSON line"
     )
     simulator.set_defaults(run=_simulator)
@@ -646,8 +652,14 @@ async def _simulator(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     simulator = Simulator(
-        [account], seed=args.seed, latency=args.latency, error_rate=args.error_rate
+        [account],
+        seed=args.seed,
+        latency=args.latency,
+        error_rate=args.error_rate,
+        log_requests=args.log_requests,
     )
+    if args.log_requests:
+        _log_requests_to_stderr()
     async with AsyncExitStack() as stack:
         try:
             server = await stack.enter_async_context(
@@ -660,6 +672,18 @@ async def _simulator(args: argparse.Namespace) -> None:
             raise APIConnectionError(msg) from None
         _announce(server.url, account, as_json=args.json)
         await anyio.sleep_forever()
+
+
+def _log_requests_to_stderr() -> None:
+    """Send the simulator's request log (logger ``wmspanel_async.simulator``) to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    )
+    request_log = logging.getLogger("wmspanel_async.simulator")
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
 
 
 def _announce(url: str, account: Account, *, as_json: bool) -> None:

@@ -15,6 +15,7 @@ import collections
 import datetime as dt
 import ipaddress
 import json
+import logging
 import math
 import random
 from collections.abc import Iterable
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
 
 DATA_SLICES = "/v1/data_slices"
 REALTIME_DATA = "/v1/realtime_data"
+#: The simulator's own read-only endpoint: today's calls per key and per path, as JSON. It is
+#: not an API method: it is neither counted, nor delayed, nor spoiled by a fault.
+STATS_PATH = "/_simulator/stats"
+#: How many characters of an API key the stats and the request log show, before an ellipsis.
+KEY_PREFIX_LENGTH = 4
+
+#: One line per request when ``Simulator.log_requests`` is on (INFO), never with the key.
+request_logger = logging.getLogger("wmspanel_async.simulator")
 #: A base URL for clients wired to the simulator in process: the host can never resolve, so a
 #: client that lost its transport fails instead of calling anything real.
 IN_PROCESS_BASE_URL = "https://wmspanel-simulator.invalid"
@@ -145,6 +154,8 @@ class Simulator:
         jitter: Up to this many seconds are added to ``latency``, at random.
         error_rate: The share of requests (0 to 1) answered by ``error_fault`` instead.
         error_fault: The fault of ``error_rate``; by default HTTP 500.
+        log_requests: Log one line per request answered (logger ``wmspanel_async.simulator``,
+            level INFO): method, path, status, the ``client_id``; never the ``api_key``.
 
     Attributes:
         accounts: The accounts served.
@@ -154,6 +165,7 @@ class Simulator:
         error_rate: The share of requests that fail; may be changed at any time.
         error_fault: How they fail; may be changed at any time.
         requests: The last 1,000 requests answered, oldest first.
+        log_requests: Whether each request is logged; may be changed at any time.
     """
 
     def __init__(
@@ -167,6 +179,7 @@ class Simulator:
         jitter: float = 0.0,
         error_rate: float = 0.0,
         error_fault: Fault | None = None,
+        log_requests: bool = False,
     ) -> None:
         self.accounts: tuple[Account, ...] = (
             tuple(accounts) if accounts is not None else (Account.generate(seed),)
@@ -180,6 +193,7 @@ class Simulator:
         self.error_rate: float = error_rate
         self.error_fault: Fault = error_fault or Fault.http_status(500)
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=1000)
+        self.log_requests: bool = log_requests
         self._clock: UTCClock = clock or _LoopClock(start)
         self._by_client_id = {account.client_id: account for account in self.accounts}
         self._traffic = {
@@ -187,6 +201,10 @@ class Simulator:
             for index, account in enumerate(self.accounts)
         }
         self._usage: dict[str, tuple[dt.date, int]] = {}
+        # Today's tallies for stats(): counted calls per (client_id, key), requests per path.
+        self._tally_day: dt.date | None = None
+        self._by_key: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._by_path: dict[str, collections.Counter[str]] = {}
         self._injections: list[_Injection] = []
         self._random = random.Random(f"wmspanel-simulator:{seed}")  # noqa: S311 - not crypto
 
@@ -276,6 +294,66 @@ class Simulator:
         day, used = self._usage.get(client_id, (None, 0))
         return used if day == self.now().date() else 0
 
+    def stats(self) -> dict[str, Any]:
+        """Return today's calls (simulated UTC day), as ``GET /_simulator/stats`` serves them.
+
+        The keys are shown blanked, as their first few characters and an ellipsis::
+
+            {
+              "day": "2026-12-06",
+              "accounts": [{"client_id": "...", "daily_limit": 15000, "calls_today": 42,
+                            "keys": [{"key": "5f3c…", "calls_today": 42}]}],
+              "paths": {"/v1/realtime_data": {"requests": 43, "counted": 41,
+                                              "statuses": {"200": 41, "503": 2}}}
+            }
+
+        ``calls_today`` counts the calls spent against the daily limit; a path's
+        ``requests`` counts every request answered to it today, counted or not (refused keys,
+        injected faults, the limit reached). The stats endpoint itself counts nowhere.
+        """
+        self._roll_tallies()
+        accounts = []
+        for account in self.accounts:
+            keys = [
+                {
+                    "key": _key_prefix(key.key),
+                    "calls_today": self._by_key[account.client_id, key.key],
+                }
+                for key in account.keys
+            ]
+            accounts.append(
+                {
+                    "client_id": account.client_id,
+                    "daily_limit": account.daily_limit,
+                    "calls_today": self.calls_today(account.client_id),
+                    "keys": keys,
+                }
+            )
+        paths = {
+            path: {
+                "requests": tally["requests"],
+                "counted": tally["counted"],
+                "statuses": {
+                    name.removeprefix("status:"): count
+                    for name, count in sorted(tally.items())
+                    if name.startswith("status:")
+                },
+            }
+            for path, tally in sorted(self._by_path.items())
+        }
+        return {
+            "day": self._tally_day.isoformat() if self._tally_day else None,
+            "accounts": accounts,
+            "paths": paths,
+        }
+
+    def _roll_tallies(self) -> None:
+        today = self.now().date()
+        if self._tally_day != today:
+            self._tally_day = today
+            self._by_key.clear()
+            self._by_path.clear()
+
     def transport(self, *, client_address: str = "127.0.0.1") -> httpx.AsyncBaseTransport:
         """Return an httpx transport that sends requests to this simulator, in process.
 
@@ -315,22 +393,25 @@ class Simulator:
     async def _http(self, scope: Scope, send: Send) -> None:
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         method, path = scope["method"], scope["path"]
+        if path == STATS_PATH:
+            await self._serve_stats(method, send)
+            return
 
         def record(
             status_code: int, answer: _Answer | None = None, fault: Fault | None = None
         ) -> None:
-            self.requests.append(
-                RequestRecord(
-                    at=self.now(),
-                    method=method,
-                    path=path,
-                    params={key: value for key, value in params.items() if key != "api_key"},
-                    status_code=status_code,
-                    api_status=(answer.payload.get("status") if answer else None),
-                    fault=fault.kind if fault else None,
-                    counted=bool(answer and answer.counted),
-                )
+            entry = RequestRecord(
+                at=self.now(),
+                method=method,
+                path=path,
+                params={key: value for key, value in params.items() if key != "api_key"},
+                status_code=status_code,
+                api_status=(answer.payload.get("status") if answer else None),
+                fault=fault.kind if fault else None,
+                counted=bool(answer and answer.counted),
             )
+            self.requests.append(entry)
+            self._tally(entry)
 
         delay = self.latency + (self._random.uniform(0, self.jitter) if self.jitter > 0 else 0)
         if delay > 0:
@@ -359,6 +440,39 @@ class Simulator:
             msg = "the simulator dropped the connection halfway through the body (injected fault)"
             raise SimulatedDisconnect(msg)
         await _respond(send, answer.status_code, body, headers)
+
+    async def _serve_stats(self, method: str, send: Send) -> None:
+        if method != "GET":
+            status_code, payload = 405, {"status": "Error", "message": "use GET"}
+            headers = [(b"content-type", b"application/json"), (b"allow", b"GET")]
+        else:
+            status_code, payload = 200, self.stats()
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        if self.log_requests:
+            request_logger.info("%s %s %d (not counted)", method, STATS_PATH, status_code)
+        await _respond(send, status_code, json.dumps(payload).encode(), headers)
+
+    def _tally(self, entry: RequestRecord) -> None:
+        self._roll_tallies()
+        tally = self._by_path.setdefault(entry.path, collections.Counter())
+        tally["requests"] += 1
+        tally["counted"] += entry.counted
+        tally[f"status:{entry.status_code}"] += 1
+        if self.log_requests:
+            notes = [f"client_id={entry.params.get('client_id', '-')}"]
+            notes += [
+                f"{name}={entry.params[name]}"
+                for name in ("data_slice", "stream", "server")
+                if name in entry.params
+            ]
+            if entry.api_status is not None:
+                notes.append(f"status={entry.api_status}")
+            if entry.fault is not None:
+                notes.append(f"fault={entry.fault.value}")
+            notes.append("counted" if entry.counted else "not counted")
+            request_logger.info(
+                "%s %s %d %s", entry.method, entry.path, entry.status_code, " ".join(notes)
+            )
 
     def _next_fault(self, path: str, params: dict[str, str]) -> Fault | None:
         for injection in self._injections:
@@ -389,6 +503,8 @@ class Simulator:
         limited = self._spend(account, now)
         if limited is not None:
             return limited
+        self._roll_tallies()
+        self._by_key[account.client_id, api_key.key] += 1
         visible = [s for s in account.slices if api_key.slices is None or s.id in api_key.slices]
         if path == DATA_SLICES:
             return self._data_slices(visible, show_servers=params.get("show_servers") == "true")
@@ -464,6 +580,15 @@ class Simulator:
             "geo": figures.top_geo(),
         }
         return _Answer(200, {"status": "Ok", "realtime_data": realtime}, counted=True)
+
+
+def _key_prefix(key: str) -> str:
+    """Return the first few characters of a key and an ellipsis: enough to tell keys apart.
+
+    A key too short for its first characters to be a small part of it shows none of them.
+    """
+    shown = key[:KEY_PREFIX_LENGTH] if len(key) >= 4 * KEY_PREFIX_LENGTH else ""
+    return f"{shown}\u2026"
 
 
 def _find_key(account: Account | None, key: str) -> APIKey | None:
