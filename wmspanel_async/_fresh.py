@@ -392,10 +392,12 @@ class FreshSnapshots:
     # -- reading -------------------------------------------------------------------------
 
     def get(self, target: Target) -> Snapshot | None:
-        """Return the latest snapshot of ``target``, or ``None`` before its first; no I/O.
+        """Return the latest snapshot, failed or not: to show figures, call :meth:`last_success`.
 
-        The snapshot may carry an error (its last poll failed); :meth:`last_success` returns
-        the last one with figures.
+        Returns ``None`` before the first poll of ``target``. A failed poll's snapshot has
+        ``stats=None`` and its ``error``: a page that shows ``get(target).stats`` goes blank
+        for as long as an outage lasts, so read the figures from :meth:`last_success` and the
+        current error from ``get(target).error``. No I/O.
 
         Raises:
             TargetNotWatchedError: ``target`` is not watched.
