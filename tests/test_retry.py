@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 import respx
-from support import FakeUTCClock, make_client, sample_payload
+from support import NOON, FakeUTCClock, make_client, sample_payload
 
 from wmspanel_async import (
     APIConnectionError,
@@ -131,7 +131,8 @@ async def test_retry_after_http_date_is_honoured(
 async def test_long_retry_after_is_raised_not_slept(api: respx.Router) -> None:
     """A Retry-After over 60 s raises RateLimitError at once, carrying the wait."""
     route = api.get(SLICES).respond(429, headers={"Retry-After": "3600"})
-    async with make_client(api) as client:
+    # At noon: within an hour of 00:00 UTC the wait would be cut to the reset.
+    async with make_client(api, clock=lambda: NOON) as client:
         started = anyio.current_time()
         with pytest.raises(RateLimitError) as caught:
             await client.data_slices()
