@@ -184,7 +184,7 @@ class PollerStats(_PollCounts):
     effective_interval: float
     errors: Mapping[str, int]
     targets_down: int
-    targets_refused: int
+    targets_refused: int = 0
     quota: QuotaStatus
     reserved_calls: int
     paused: bool
