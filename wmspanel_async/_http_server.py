@@ -222,7 +222,7 @@ class _Connection:
                 return event
             now = anyio.current_time()
             try:
-                with anyio.fail_at(min(now + self._idle_timeout, self._request_deadline)):
+                with anyio.fail_after(min(self._idle_timeout, self._request_deadline - now)):
                     data = await self._stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 data = b""
