@@ -37,6 +37,7 @@ from ._poller import (
     PollerStats,
     PollSettings,
     _checked_target,
+    _EngineHolder,
     _PollCounts,
     _TargetState,
 )
@@ -284,7 +285,7 @@ class Subscription:
         self._buffer.clear()
 
 
-class FreshSnapshots:
+class FreshSnapshots(_EngineHolder):
     """The latest snapshot of each watched target, kept fresh by one poller for many readers.
 
     Create it with :meth:`WMSPanelClient.keep_fresh` and use it as an async context
@@ -523,24 +524,6 @@ class FreshSnapshots:
         """
         self._refuse_with_share("unwatch")
         self._engine.remove(target)
-
-    def set_interval(self, seconds: float) -> None:
-        """Poll every target without an interval of its own every ``seconds`` from now on.
-
-        All targets are spread over the interval again; none is polled sooner than one
-        interval after its previous poll.
-
-        Raises:
-            ConfigurationError: ``seconds`` is not a positive number.
-            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
-                cover the new schedule; nothing changed.
-        """
-        self._engine.set_interval(seconds)
-
-    @property
-    def targets(self) -> tuple[Target, ...]:
-        """The targets polled now, in the order they were added."""
-        return self._engine.targets
 
     @property
     def stats(self) -> FreshStats:

@@ -394,16 +394,7 @@ class PollEngine:
         self._changed()
 
     def set_interval(self, seconds: float) -> None:
-        """Poll every target without an interval of its own every ``seconds`` from now on.
-
-        All targets are spread over the interval again; none is polled sooner than one
-        interval after its previous poll.
-
-        Raises:
-            ConfigurationError: ``seconds`` is not a positive number.
-            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
-                cover the new schedule; nothing changed.
-        """
+        """Change the interval of the targets without one of their own: see its holders'."""
         seconds = _checked_interval(seconds)
         if self._governor.on_quota == "error":
             self._require_fits(self._rate(default=seconds), interval=seconds)
@@ -812,7 +803,31 @@ class PollEngine:
         raise fatal.with_traceback(self._fatal_traceback)
 
 
-class SnapshotStream:
+class _EngineHolder:
+    """What :class:`SnapshotStream` and ``FreshSnapshots`` say alike of the engine they hold."""
+
+    _engine: PollEngine
+
+    def set_interval(self, seconds: float) -> None:
+        """Poll every target without an interval of its own every ``seconds`` from now on.
+
+        All targets are spread over the interval again; none is polled sooner than one
+        interval after its previous poll.
+
+        Raises:
+            ConfigurationError: ``seconds`` is not a positive number.
+            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
+                cover the new schedule; nothing changed.
+        """
+        self._engine.set_interval(seconds)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets polled now, in the order they were added."""
+        return self._engine.targets
+
+
+class SnapshotStream(_EngineHolder):
     """Fresh snapshots of many targets at a fixed rate, within the daily quota.
 
     Create it with :meth:`WMSPanelClient.poll` and use it as an async context manager; the
@@ -932,24 +947,6 @@ class SnapshotStream:
         Its snapshot not yet taken, and the answer of a request in flight, are dropped.
         """
         self._engine.remove(target)
-
-    def set_interval(self, seconds: float) -> None:
-        """Poll every target without an interval of its own every ``seconds`` from now on.
-
-        All targets are spread over the interval again; none is polled sooner than one
-        interval after its previous poll.
-
-        Raises:
-            ConfigurationError: ``seconds`` is not a positive number.
-            QuotaExhaustedError: With ``on_quota="error"``, the calls left today do not
-                cover the new schedule; nothing changed.
-        """
-        self._engine.set_interval(seconds)
-
-    @property
-    def targets(self) -> tuple[Target, ...]:
-        """The targets polled now, in the order they were added."""
-        return self._engine.targets
 
     @property
     def stats(self) -> PollerStats:
