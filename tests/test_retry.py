@@ -159,7 +159,8 @@ async def test_deadline_covers_all_retries(api: respx.Router) -> None:
 async def test_no_retry_when_the_wait_would_pass_the_deadline(api: respx.Router) -> None:
     """A Retry-After that ends beyond the deadline fails now with the real cause."""
     route = api.get(SLICES).respond(503, headers={"Retry-After": "50"})
-    async with make_client(api, deadline=10) as client:
+    # At noon: within 50 s of 00:00 UTC the wait would be cut to the reset.
+    async with make_client(api, deadline=10, clock=lambda: NOON) as client:
         with pytest.raises(ServerError) as caught:
             await client.data_slices()
     assert caught.value.retry_after == 50
