@@ -35,8 +35,9 @@ from wmspanel_async import (
     WMSPanelError,
 )
 from wmspanel_async.cli import main
-from wmspanel_async.cli._app import _demo, _fail, _unwrap, build_parser
+from wmspanel_async.cli._app import _fail, _unwrap, build_parser
 from wmspanel_async.cli._view import WatchView, human_bandwidth, plain_line, sparkline
+from wmspanel_async.cli._watch import _demo
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup

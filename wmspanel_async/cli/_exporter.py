@@ -38,6 +38,16 @@ from wmspanel_async._constants import OBJECT_ID
 from wmspanel_async._redact import LOG_FILTER
 from wmspanel_async.testing import Simulator
 
+from ._common import _connected
+from ._options import (
+    _add_stream_and_server,
+    _api_options,
+    _backend_option,
+    _duration_option,
+    _Parser,
+    _positive,
+)
+
 if TYPE_CHECKING:
     from wmspanel_async.redis import RedisShare
 
@@ -85,20 +95,24 @@ _SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
 _TARGET_KEYS = {"data_slice", "stream", "server"}
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    seconds: Callable[[str], float],
-    ids: Callable[[argparse._ActionsContainer, str], None],
-) -> None:
-    """Declare the exporter's options on its subcommand's parser.
+def add_exporter(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """Declare the ``exporter`` command and its options."""
+    exporter = commands.add_parser(
+        "exporter",
+        parents=[_backend_option(), _api_options(), _duration_option()],
+        help="serve the figures to Prometheus, polled within the daily calls",
+        description=(
+            "Serve realtime figures on /metrics for Prometheus: one poller fetches them in the "
+            "background, within the account's daily calls, and a scrape never calls the API."
+        ),
+    )
+    _add_target_options(exporter)
+    _add_serving_options(exporter)
+    exporter.set_defaults(run=_exporter)
 
-    Args:
-        parser: The subcommand's parser.
-        seconds: Parses a positive number of seconds, as the other commands do.
-        ids: Declares ``--stream`` and ``--server`` as the other commands do, given their
-            help with ``{what}`` and ``{where}`` to fill in.
-    """
+
+def _add_target_options(parser: _Parser) -> None:
+    """Declare the options that say what to poll."""
     targets = parser.add_argument_group("what to poll (repeatable options add up)")
     targets.add_argument(
         "--slice",
@@ -118,7 +132,7 @@ def add_arguments(
         action="store_true",
         help="also each of the slices' servers, as the API lists them",
     )
-    ids(targets, "also {what} in each slice; {where}")
+    _add_stream_and_server(targets, "also {what} in each slice; {where}")
     targets.add_argument(
         "--config",
         type=Path,
@@ -131,9 +145,13 @@ def add_arguments(
         action="store_true",
         help="poll a simulated account served in process: try it with nothing to configure",
     )
+
+
+def _add_serving_options(parser: _Parser) -> None:
+    """Declare the options that say how often to poll, and where to serve."""
     parser.add_argument(
         "--interval",
-        type=seconds,
+        type=_positive,
         metavar="S",
         help=f"seconds between two polls of a target (default: {_DEFAULT_INTERVAL:g}, "
         f"{_DEMO_INTERVAL:g} with --demo; stretched if the daily calls would not last)",
@@ -196,6 +214,10 @@ class _Plan:
         yield Target(slice_id)
         yield from (Target(slice_id, stream=stream) for stream in self.streams)
         yield from (Target(slice_id, server=server) for server in self.servers)
+
+
+async def _exporter(args: argparse.Namespace) -> None:
+    await run(args, lambda: _connected(args))
 
 
 async def run(
