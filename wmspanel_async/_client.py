@@ -1,12 +1,13 @@
 """``WMSPanelClient``: the public face: its settings, its lifecycle, one method per endpoint.
 
-One call travels: method (``realtime()``: an answer of the last ``max_age`` seconds, if
-asked for and kept) -> the request pipeline (``_pipeline``: deadline, sharing, quota,
-retries, one attempt and its checks) -> the transport this client owns (httpx's, ours over
-aiohttp, or a user's), or a user's ``httpx.AsyncClient`` -> the network; then the body goes
-through ``_converter`` into a model. ``poll()`` and ``keep_fresh()`` hand the poller
-(``_poller``, ``_fresh``, loaded on first use) a fetch function and the quota's status, so
-that the poller never imports this module.
+One call travels: method -> ``_fetching`` for a target's figures (an answer of the last
+``max_age`` seconds, if asked for and kept; a snapshot of the outcome) -> the request
+pipeline (``_pipeline``: deadline, sharing, quota, retries, one attempt and its checks) ->
+the transport this client owns (httpx's, ours over aiohttp, or a user's), or a user's
+``httpx.AsyncClient`` (``_transport``) -> the network; then the body goes through
+``_converter`` into a model. ``poll()`` and ``keep_fresh()`` hand the poller (``_poller``,
+``_fresh``, loaded on first use) a fetch function and the quota's status, so that the
+poller never imports this module.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import os
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-import anyio
 import httpx
 
 from ._body import ACCEPT_ENCODING
@@ -31,12 +31,13 @@ from ._constants import (
     SUBSCRIPTION_BUFFER,
 )
 from ._converter import parse_data_slices, parse_realtime
-from ._exceptions import ClientStateError, ConfigurationError, WMSPanelError
+from ._exceptions import ClientStateError, ConfigurationError
+from ._fetching import Fetcher
 from ._models import DataSlice, QuotaStatus, RealtimeStats, Snapshot, Target
 from ._pipeline import Pipeline, sender
 from ._quota import FileLedger, Ledger, MemoryLedger, UTCClock, utc_now
 from ._redact import LOG_FILTER, Redactor, shown_url, url_secrets
-from ._transport import named_transport, require_asyncio
+from ._transport import EventLoopBinding, chosen_transport
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -50,9 +51,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("wmspanel_async")
 
 DEFAULT_BASE_URL = "https://api.wmspanel.com"
-
-
-_T = TypeVar("_T")
 
 
 def _is_loopback(host: str) -> bool:
@@ -144,6 +142,28 @@ def _chosen_ledger(ledger: Ledger | None, quota_file: str | os.PathLike[str] | N
     return given
 
 
+def _check_limits(daily_limit: int, max_connections: int, deadline: float | None) -> None:
+    if daily_limit < 1 or max_connections < 1:
+        msg = "daily_limit and max_connections must be 1 or more"
+        raise ConfigurationError(msg)
+    if deadline is not None and deadline <= 0:
+        msg = f"deadline must be a positive number of seconds or None, got {deadline!r}"
+        raise ConfigurationError(msg)
+
+
+def _checked_concurrency(concurrency: int | None, pool: int | None) -> int:
+    """Return a poller's concurrency: the pool's size by default, and never more."""
+    if concurrency is None:
+        return pool or 10
+    if pool is not None and concurrency > pool:
+        msg = (
+            f"concurrency={concurrency} exceeds the client's pool of {pool} connections; "
+            f"create the client with max_connections={concurrency}"
+        )
+        raise ConfigurationError(msg)
+    return concurrency
+
+
 def _nonnegative(value: int, name: str) -> int:
     if value < 0:
         msg = f"{name} must be 0 or more, got {value!r}"
@@ -225,24 +245,9 @@ class WMSPanelClient:
             base_url or os.environ.get("WMSPANEL_BASE_URL") or DEFAULT_BASE_URL
         )
         self.max_retries: int = _nonnegative(max_retries, "max_retries")
-        if daily_limit < 1 or max_connections < 1:
-            msg = "daily_limit and max_connections must be 1 or more"
-            raise ConfigurationError(msg)
-        if deadline is not None and deadline <= 0:
-            msg = f"deadline must be a positive number of seconds or None, got {deadline!r}"
-            raise ConfigurationError(msg)
-        if transport is not None and http_client is not None:
-            msg = "pass either transport or http_client, not both"
-            raise ConfigurationError(msg)
-        given: object = transport  # the annotation promises what users may get wrong
-        if not isinstance(given, str | httpx.AsyncBaseTransport | None):
-            msg = (
-                f"transport must be an httpx.AsyncBaseTransport, 'httpx' or 'aiohttp', got "
-                f"{type(given).__name__}"
-            )
-            raise ConfigurationError(msg)
+        _check_limits(daily_limit, max_connections, deadline)
         # aiohttp runs on asyncio only: checked now if in an event loop, else at first use.
-        self._asyncio_only = transport == "aiohttp"
+        self._event_loop = EventLoopBinding(asyncio_only=transport == "aiohttp")
 
         # The key, and a password (or a key) in base_url: secrets alike, in every text.
         secrets = (api_key, *url_secrets(str(self.base_url)))
@@ -251,7 +256,6 @@ class WMSPanelClient:
         # of the loggers of httpx, httpcore, aiohttp and ours, whatever a server echoes back.
         self._forget_key = weakref.finalize(self, LOG_FILTER.register(*secrets))
         # What a server says is blanked once JSON has decoded it, before errors quote it.
-        self._parse_realtime = functools.partial(parse_realtime, redact=self._redact)
         self._parse_data_slices = functools.partial(parse_data_slices, redact=self._redact)
         self._timeout = _checked_timeout(timeout)
         self._clock = clock
@@ -259,17 +263,10 @@ class WMSPanelClient:
         self.daily_limit: int = daily_limit
         self._recent: RecentAnswers[RealtimeStats] = RecentAnswers(ANSWERS_KEPT)
         self._closed = False
-        self._event_loop: object = None
         self._max_connections = max_connections if http_client is None else None
-        self._transport: httpx.AsyncBaseTransport | None = None  # ours to close
-        through: httpx.AsyncBaseTransport | httpx.AsyncClient
-        if http_client is not None:
-            through = http_client
-        elif isinstance(transport, httpx.AsyncBaseTransport):
-            through = self._transport = transport
-        else:
-            named = named_transport(transport or "httpx", max_connections=max_connections)
-            through = self._transport = named
+        through, self._transport = chosen_transport(  # self._transport: ours to close
+            transport, http_client, max_connections=max_connections
+        )
         # Only the encodings read_body() decodes in bounded steps; a user's http_client
         # would ask for br and zstd too, where their packages are installed.
         headers = {
@@ -283,6 +280,14 @@ class WMSPanelClient:
             redact=self._redact,
             deadline=deadline,
             clock=clock,
+        )
+        self._fetcher = Fetcher(
+            self,
+            self._pipeline,
+            parse=functools.partial(parse_realtime, redact=self._redact),
+            recent=self._recent,
+            clock=clock,
+            check_usable=self._check_usable,
         )
 
     def __repr__(self) -> str:
@@ -380,7 +385,7 @@ class WMSPanelClient:
         Raises:
             WMSPanelError: One of its subclasses, for whatever went wrong.
         """
-        return await self._fetch(
+        return await self._fetcher.stats(
             Target(data_slice, stream=stream, server=server), max_age=_checked_max_age(max_age)
         )
 
@@ -405,30 +410,7 @@ class WMSPanelClient:
             max_age: As for :meth:`realtime`.
         """
         max_age = _checked_max_age(max_age)
-        return await self._snapshot(target, max_retries, deadline, max_age=max_age)
-
-    async def _snapshot(
-        self,
-        target: Target,
-        max_retries: int | None = None,
-        deadline: float | None = None,
-        *,
-        max_age: float | None = None,
-        share: bool = True,
-    ) -> Snapshot:
-        started = anyio.current_time()
-        stats, error = None, None
-        try:
-            stats = await self._fetch(target, max_retries, deadline, max_age=max_age, share=share)
-        except WMSPanelError as exc:
-            error = exc
-        return Snapshot(
-            target=target,
-            stats=stats,
-            error=error,
-            fetched_at=self._clock(),
-            latency=anyio.current_time() - started,
-        )
+        return await self._fetcher.snapshot(target, max_retries, deadline, max_age=max_age)
 
     async def realtime_many(
         self, targets: Iterable[Target], *, concurrency: int = 10, max_age: float | None = None
@@ -451,74 +433,13 @@ class WMSPanelClient:
             ConfigurationError: ``concurrency`` is below 1.
         """
         self._check_usable()
-        if concurrency < 1:
-            msg = f"concurrency must be 1 or more, got {concurrency!r}"
-            raise ConfigurationError(msg)
-        max_age = _checked_max_age(max_age)
-        targets = list(targets)
-        snapshots: list[Snapshot | None] = [None] * len(targets)
-        pending = iter(enumerate(targets))
-
-        async def work_through_pending() -> None:
-            for index, target in pending:
-                snapshots[index] = await self._snapshot(target, max_age=max_age)
-
-        async with anyio.create_task_group() as task_group:
-            for _ in range(min(concurrency, len(targets))):
-                task_group.start_soon(work_through_pending)
-        return [snapshot for snapshot in snapshots if snapshot is not None]
-
-    async def _fetch(
-        self,
-        target: Target,
-        max_retries: int | None = None,
-        deadline: float | None = None,
-        *,
-        max_age: float | None = None,
-        share: bool = True,
-    ) -> RealtimeStats:
-        if max_age is not None:
-            recent = self._recent.get(target, max_age, anyio.current_time())
-            if recent is not None:
-                self._check_usable()
-                return recent
-        params = {"data_slice": target.data_slice}
-        if target.stream is not None:
-            params["stream"] = target.stream
-        if target.server is not None:
-            params["server"] = target.server
-        self._check_usable()
-        stats = await self._pipeline.call(
-            self,
-            "/v1/realtime_data",
-            params,
-            self._parse_realtime,
-            max_retries=max_retries,
-            deadline=deadline,
-            share=share,
-        )
-        self._recent.put(target, stats, anyio.current_time())
-        return stats
+        return await self._fetcher.many(targets, concurrency, _checked_max_age(max_age))
 
     def _check_usable(self) -> None:
         if self._closed:
             msg = "this WMSPanelClient is closed; create a new one for further calls"
             raise ClientStateError(msg)
-        # Imported here, not on `import wmspanel_async` (2 ms); once loaded, this costs a
-        # lookup in sys.modules (~0.1 us a call).
-        import anyio.lowlevel  # noqa: PLC0415
-
-        event_loop = anyio.lowlevel.current_token().native_token
-        if self._event_loop is None:
-            if self._asyncio_only:
-                require_asyncio()
-            self._event_loop = event_loop
-        elif self._event_loop is not event_loop:
-            msg = (
-                "this WMSPanelClient was first used in another event loop, and its connections "
-                "belong to that loop; create one client per event loop"
-            )
-            raise ClientStateError(msg)
+        self._event_loop.check()
 
     def poll(
         self,
@@ -539,19 +460,9 @@ class WMSPanelClient:
                 async for snapshot in snapshots:
                     ...
 
-        Target ``i`` of ``N`` is polled at ``start + i * interval / N + jitter +
-        k * interval`` (the jitter is under half a slot and under 1 s), so the requests are
-        spread over the interval and the schedule never drifts, however long it runs.
-        Each tick sends one request (no retries: the next tick is the retry);
-        a target still busy with its previous request, or whose previous snapshot was not
-        taken yet, skips its tick. Targets that keep failing back off (full jitter, up to 10
-        intervals, or as long as ``Retry-After`` asks); their snapshots carry the error.
-
-        A stalled upstream cannot starve the targets that answer: a poll may take two
-        intervals (at least 1 s, at most the client's ``deadline``; doubled after each
-        timeout in a row), and targets whose last poll failed may hold at most half of the
-        ``concurrency``. An unexpected exception in one target's poll is logged and carried
-        in its snapshot as :class:`InternalError`; the others go on.
+        Each tick sends one request (no retries: the next tick is the retry), spread over
+        the interval on a schedule that never drifts; :class:`SnapshotStream` says how
+        targets are scheduled, skipped, backed off and kept from starving each other.
 
         Args:
             targets: What to poll; :meth:`SnapshotStream.add` adds more later.
@@ -579,9 +490,13 @@ class WMSPanelClient:
         from ._poller import SnapshotStream  # noqa: PLC0415 - loaded on the first poll()
 
         settings = self._poll_settings(
-            interval, concurrency, on_quota, reserve, raise_on_auth_error=raise_on_auth_error
+            concurrency,
+            interval=interval,
+            on_quota=on_quota,
+            reserve=reserve,
+            raise_on_auth_error=raise_on_auth_error,
         )
-        return SnapshotStream(self._poll_once, targets, settings, only_changes=only_changes)
+        return SnapshotStream(self._fetcher.poll_once, targets, settings, only_changes=only_changes)
 
     def keep_fresh(
         self,
@@ -651,73 +566,36 @@ class WMSPanelClient:
         """
         from ._fresh import FreshSnapshots  # noqa: PLC0415 - loaded on first use
 
-        targets = list(targets)
-        session = None
-        if share is not None:
-            from ._redis import RedisShare  # noqa: PLC0415 - the `redis` extra
-            from ._wire import target_key  # noqa: PLC0415
-
-            given: object = share
-            if not isinstance(given, RedisShare):
-                msg = f"share must be a RedisShare, got {given!r:.60}"
-                raise ConfigurationError(msg)
-            session = given.session(self.account, [target_key(t) for t in targets])
         return FreshSnapshots(
-            self._poll_once,
+            self._fetcher.poll_once,
             targets,
             self._poll_settings(
-                interval,
                 concurrency,
-                on_quota,
-                reserve,
+                interval=interval,
+                on_quota=on_quota,
+                reserve=reserve,
                 raise_on_auth_error=raise_on_auth_error,
                 first_poll_now=first_poll_now,
             ),
             max_targets=max_targets,
             drop_unread_after=drop_unread_after,
             subscription_buffer=subscription_buffer,
-            share=session,
+            share=share,
+            account=self.account,
         )
 
-    def _poll_settings(
-        self,
-        interval: float,
-        concurrency: int | None,
-        on_quota: OnQuota,
-        reserve: float,
-        *,
-        raise_on_auth_error: bool,
-        first_poll_now: bool = False,
-    ) -> PollSettings:
+    def _poll_settings(self, concurrency: int | None, **options: Any) -> PollSettings:
         """Check the poller's arguments against this client, and return its settings."""
         from ._poller import PollSettings  # noqa: PLC0415 - loaded on the first poll
 
         self._check_usable()
-        pool = self._max_connections
-        if concurrency is None:
-            concurrency = pool or 10
-        elif pool is not None and concurrency > pool:
-            msg = (
-                f"concurrency={concurrency} exceeds the client's pool of {pool} connections; "
-                f"create the client with max_connections={concurrency}"
-            )
-            raise ConfigurationError(msg)
         return PollSettings(
             quota=lambda: self.quota,
             refresh_quota=self.refresh_quota,
             utc_clock=self._clock,
-            interval=interval,
-            concurrency=concurrency,
-            on_quota=on_quota,
-            reserve=reserve,
-            raise_on_auth_error=raise_on_auth_error,
-            first_poll_now=first_poll_now,
+            concurrency=_checked_concurrency(concurrency, self._max_connections),
+            **options,
         )
-
-    async def _poll_once(self, target: Target, deadline: float) -> Snapshot:
-        """Fetch ``target`` once for a poller: no retries (the next tick is the retry)."""
-        # Not shared: a poller has one request per target in flight, and its own deadline.
-        return await self._snapshot(target, 0, deadline, share=False)
 
     async def discover_targets(
         self,

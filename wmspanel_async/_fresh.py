@@ -10,12 +10,10 @@ hold the poller back, so no tick is ever skipped for a slow consumer.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
-import math
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -25,7 +23,6 @@ from ._constants import MAX_WATCHED_TARGETS, SUBSCRIPTION_BUFFER
 from ._exceptions import (
     ClientStateError,
     ConfigurationError,
-    RedisUnavailableError,
     TargetLimitError,
     TargetNotWatchedError,
 )
@@ -38,29 +35,15 @@ from ._poller import (
     PollSettings,
     _checked_target,
     _EngineHolder,
-    _PollCounts,
-    _TargetState,
 )
+from ._targets import TargetState
 from ._transport import require_asyncio
-from ._wire import (
-    FIGURES_KEY,
-    WireFormatError,
-    dump_figures,
-    dump_snapshot,
-    load_shared,
-    target_key,
-)
 
 if TYPE_CHECKING:
-    from ._redis import ShareSession
+    from ._redis import RedisShare
+    from ._sharing import SharedPolling
 
 logger = logging.getLogger("wmspanel_async.poller")
-
-#: Snapshots waiting to be published to Redis at most; beyond, the oldest are dropped.
-OUTBOX_SIZE = 1024
-#: The share of a lease that its holder polls on after the last renewal it sent: the rest
-#: is the margin for Redis's clock running faster than ours, and for scheduling.
-LEASE_FENCE = 0.8
 
 
 def _positive_or_none(value: object, name: str) -> int | None:
@@ -73,61 +56,6 @@ def _positive_or_none(value: object, name: str) -> int | None:
 def _is_newer(snapshot: Snapshot, than: Snapshot) -> bool:
     # Identity first: two polls in the same clock tick (a frozen test clock) are still two.
     return snapshot is not than and snapshot.fetched_at >= than.fetched_at
-
-
-#: The poller's counters: every process of a share reports them as totals that never go back.
-_COUNTERS = tuple(field.name for field in attrs.fields(_PollCounts))
-#: Seconds between two publications of the polling process's figures, at most.
-FIGURES_EVERY = 1.0
-
-
-class _SharedFigures:
-    """The shared poller's figures as this process reports them, whoever polls.
-
-    Counters (polls, skips, errors by class) are kept as the largest total seen, so that
-    they never go back when another process takes over the polling; the polling process
-    reports the total it took over plus what it counted since.
-    """
-
-    def __init__(self) -> None:
-        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        self.errors: collections.Counter[str] = collections.Counter()
-        self.latest: PollerStats | None = None  # the polling process's, when another polls
-        self._offsets: dict[str, int] = {}
-        self._error_offsets: collections.Counter[str] = collections.Counter()
-
-    def start_leading(self, own: dict[str, Any]) -> None:
-        """Count on from the totals seen, with this process's own counts as they are now."""
-        self._offsets = {name: self.counters[name] - own[name] for name in _COUNTERS}
-        self._error_offsets = collections.Counter(self.errors)
-        self._error_offsets.subtract(own["errors"])
-        self.latest = None
-
-    def take(self, figures: PollerStats) -> None:
-        """Keep the figures the polling process published."""
-        self.latest = figures
-        self._merge({name: getattr(figures, name) for name in _COUNTERS}, figures.errors)
-
-    def report(self, own: dict[str, Any], *, leading: bool) -> dict[str, Any]:
-        """Return the fields of :class:`PollerStats` to report, from this process's ``own``."""
-        if leading:
-            errors = collections.Counter(own["errors"])
-            errors.update(self._error_offsets)
-            self._merge({name: own[name] + self._offsets[name] for name in _COUNTERS}, errors)
-        figures = (
-            own if leading or self.latest is None else attrs.asdict(self.latest, recurse=False)
-        )
-        return {
-            **figures,
-            **self.counters,
-            "errors": MappingProxyType({k: v for k, v in self.errors.items() if v > 0}),
-        }
-
-    def _merge(self, counters: dict[str, int], errors: Mapping[str, int]) -> None:
-        for name, value in counters.items():
-            self.counters[name] = max(self.counters[name], value)
-        for name, value in errors.items():
-            self.errors[name] = max(self.errors[name], value)
 
 
 @attrs.frozen(kw_only=True)
@@ -326,8 +254,10 @@ class FreshSnapshots(_EngineHolder):
         max_targets: int | None = MAX_WATCHED_TARGETS,
         drop_unread_after: int | None = None,
         subscription_buffer: int = SUBSCRIPTION_BUFFER,
-        share: ShareSession | None = None,
+        share: RedisShare | None = None,
+        account: str = "",
     ) -> None:
+        targets = list(targets)
         self._max_targets = _positive_or_none(max_targets, "max_targets")
         self._drop_unread_after = _positive_or_none(drop_unread_after, "drop_unread_after")
         if _positive_or_none(subscription_buffer, "subscription_buffer") is None:
@@ -345,7 +275,7 @@ class FreshSnapshots(_EngineHolder):
                 wake_readers=self._wake_readers,
                 before_tick=None if self._drop_unread_after is None else self._keeps_ticking,
                 on_fatal=self._say_stopped,
-                main=self._main,
+                main=None if share is None else self._run_shared,
             ),
         )
         if self._max_targets is not None and len(self._engine.states) > self._max_targets:
@@ -364,14 +294,17 @@ class FreshSnapshots(_EngineHolder):
         if share is not None and self._drop_unread_after is not None:
             msg = "with share=, the targets are fixed: drop_unread_after cannot be used"
             raise ConfigurationError(msg)
-        self._share = share
-        self._leading = False
-        self._outbox: collections.deque[Snapshot] = collections.deque(maxlen=OUTBOX_SIZE)
-        self._outbox_ready: anyio.Event | None = None
-        self._warned: set[str] = set()
-        self._generation = 0  # of the newest lease whose snapshots were taken
-        self._shared = _SharedFigures()
-        self._outage_shown = False
+        self._share: SharedPolling | None = None
+        if share is not None:
+            from ._sharing import SharedPolling, share_session  # noqa: PLC0415 - `redis` extra
+
+            self._share = SharedPolling(
+                share_session(share, account, targets),
+                self._engine,
+                self._deliver,
+                self._readings,
+                lambda: self.stats,
+            )
 
     def __repr__(self) -> str:
         return repr(self._engine)
@@ -530,7 +463,7 @@ class FreshSnapshots(_EngineHolder):
         """What the poller and its readers have done so far; see :class:`FreshStats`."""
         fields = self._engine.stats_fields()
         if self._share is not None:
-            fields = self._shared.report(fields, leading=self._leading)
+            fields = self._share.figures.report(fields, leading=self._share.leading)
         return FreshStats(
             **fields,
             reads=self._reads,
@@ -538,12 +471,12 @@ class FreshSnapshots(_EngineHolder):
             subscribers=len(self._subscriptions),
             dropped=self._dropped,
             dropped_unread=self._dropped_unread,
-            leading=self._share is None or self._leading,
+            leading=self._share is None or self._share.leading,
         )
 
     # -- what the engine hands over -------------------------------------------------------
 
-    def _keeps_ticking(self, state: _TargetState) -> bool:
+    def _keeps_ticking(self, state: TargetState) -> bool:
         """Count a tick of a target nobody reads; stop polling it after too many."""
         reading = self._readings[state.target]
         if reading.pinned or self._drop_unread_after is None:
@@ -564,11 +497,9 @@ class FreshSnapshots(_EngineHolder):
             reading.unread_ticks += 1
         return True
 
-    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
-        if self._leading:
-            self._outbox.append(snapshot)
-            if self._outbox_ready is not None:
-                self._outbox_ready.set()
+    def _deliver(self, state: TargetState, snapshot: Snapshot) -> None:
+        if self._share is not None and self._share.leading:
+            self._share.publish_later(snapshot)
         reading = self._readings[state.target]
         self._engine.counts.snapshots += 1
         reading.latest = snapshot
@@ -584,7 +515,7 @@ class FreshSnapshots(_EngineHolder):
                 reading.read = True
         self._wake_subscribers()
 
-    def _forget(self, state: _TargetState) -> None:
+    def _forget(self, state: TargetState) -> None:
         reading = self._readings.pop(state.target)
         if reading.changed is not None:
             reading.changed.set()
@@ -609,6 +540,10 @@ class FreshSnapshots(_EngineHolder):
             self._delivered.set()
             self._delivered = None
 
+    async def _run_shared(self) -> None:
+        assert self._share is not None  # noqa: S101 - only the engine's main with a share
+        await self._share.run()
+
     @staticmethod
     def _say_stopped(exc: BaseException) -> None:
         # Readers may be few and far between: say it now, not at the next read.
@@ -617,154 +552,6 @@ class FreshSnapshots(_EngineHolder):
             type(exc).__name__,
             exc,
         )
-
-    # -- sharing one poller between processes ----------------------------------------------
-
-    async def _main(self) -> None:
-        share = self._share
-        if share is None:
-            await self._engine.run()
-            return
-        # Either this process polls for all (it holds the lease), or it follows the one
-        # that does, trying to take the lease every third of it.
-        period = share.share.lease / 3
-        while True:
-            try:
-                if not await share.take_lease():
-                    self._outage_shown = False
-                    # One subscription while following: the latest snapshots are read once.
-                    await share.follow(self._take_shared, period)
-            except RedisUnavailableError as exc:
-                self._warn_once("share", "cannot reach Redis to share the poller: %s", exc)
-                self._show_outage(exc)
-                await anyio.sleep(period)
-                continue
-            self._outage_shown = False
-            await self._lead(share, period)
-            if self._engine.fatal is not None:
-                return
-
-    async def _lead(self, share: ShareSession, period: float) -> None:
-        """Poll for every process, publishing each snapshot, until the lease is lost.
-
-        Fencing by time: the lease expires for the others ``lease`` seconds after its last
-        renewal reached Redis, so this process stops polling ``LEASE_FENCE`` of a lease
-        after it sent its last renewal that succeeded, whether or not Redis answers by then:
-        through a partition, the two sides never poll at once.
-        """
-        logger.info("polling for every process that shares these targets (%s)", share.url)
-        self._leading = True
-        self._generation = share.generation
-        self._shared.start_leading(self._engine.stats_fields())
-        self._engine.reset()
-        fenced_for = share.share.lease * LEASE_FENCE
-        try:
-            async with anyio.create_task_group() as task_group:
-                polling = task_group.cancel_scope
-                polling.deadline = anyio.current_time() + fenced_for
-                task_group.start_soon(self._engine.run)
-                task_group.start_soon(self._publish, share, polling)
-                while True:
-                    await anyio.sleep(period)
-                    if self._engine.fatal is not None:
-                        break
-                    sent = anyio.current_time()
-                    try:
-                        if not await share.renew_lease():
-                            logger.warning("another process polls now; following it")
-                            break
-                    except RedisUnavailableError as exc:
-                        self._warn_once("share", "cannot renew the lease: %s", exc)
-                    else:
-                        polling.deadline = sent + fenced_for
-                        self._warned.discard("share")
-                polling.cancel()
-            if polling.cancelled_caught and polling.deadline <= anyio.current_time():
-                logger.warning(
-                    "could not renew the lease for %.1f s: stopped polling, so that another "
-                    "process can take over; polling again once this one holds the lease",
-                    fenced_for,
-                )
-        finally:
-            self._leading = False
-            # Given up at once, so that another process takes over now; if Redis is away,
-            # the lease expires by itself.
-            with (
-                anyio.CancelScope(shield=True),
-                anyio.move_on_after(1),
-                contextlib.suppress(RedisUnavailableError),
-            ):
-                await share.release_lease()
-
-    async def _publish(self, share: ShareSession, polling: anyio.CancelScope) -> None:
-        figures_due = -math.inf
-        while True:
-            while self._outbox:
-                snapshot = self._outbox.popleft()
-                shared = dump_snapshot(snapshot, generation=share.generation)
-                try:
-                    published = await share.publish(target_key(snapshot.target), shared)
-                except RedisUnavailableError as exc:
-                    self._warn_once("publish", "cannot publish snapshots: %s", exc)
-                    continue
-                if not published:
-                    logger.warning("another process holds the lease now; following it")
-                    polling.cancel()
-                    return
-            if (now := anyio.current_time()) >= figures_due:
-                figures_due = now + FIGURES_EVERY
-                figures = dump_figures(self.stats, generation=share.generation)
-                with contextlib.suppress(RedisUnavailableError):  # said by the next snapshot
-                    await share.publish(FIGURES_KEY, figures)
-                continue  # snapshots may have come meanwhile
-            self._outbox_ready = anyio.Event()
-            with anyio.move_on_after(figures_due - now):
-                await self._outbox_ready.wait()
-            self._outbox_ready = None
-
-    def _take_shared(self, data: bytes) -> None:
-        """Keep a snapshot (or the figures) the polling process published, if newer."""
-        try:
-            snapshot, generation = load_shared(data)
-        except WireFormatError as exc:
-            self._warn_once("wire", "ignoring a shared snapshot: %s", exc)
-            return
-        if generation < self._generation:
-            return  # from a poller deposed since: fenced off
-        self._generation = generation
-        if not isinstance(snapshot, Snapshot):
-            self._shared.take(snapshot)
-            return
-        state = self._engine.states.get(snapshot.target)
-        reading = self._readings.get(snapshot.target)
-        if state is None or state.removed or reading is None:
-            return
-        latest = reading.latest
-        if latest is not None and latest.fetched_at >= snapshot.fetched_at:
-            return  # read back from Redis after it was published: seen already
-        self._deliver(state, snapshot)
-
-    def _show_outage(self, error: RedisUnavailableError) -> None:
-        """Give each target a snapshot of ``error``, once an outage.
-
-        The polling process's polls fail with it too (its ledger or its share is away), so
-        every process's readers see the same; :meth:`last_success` keeps the figures.
-        """
-        if self._outage_shown:
-            return
-        self._outage_shown = True
-        now = self._engine.utc_clock()
-        for state in list(self._engine.states.values()):
-            if not state.removed and state.target in self._readings:
-                outage = Snapshot(
-                    target=state.target, stats=None, error=error, fetched_at=now, latency=0.0
-                )
-                self._deliver(state, outage)
-
-    def _warn_once(self, kind: str, message: str, exc: BaseException) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            logger.warning(message, exc)
 
     def _refuse_with_share(self, what: str) -> None:
         if self._share is not None:

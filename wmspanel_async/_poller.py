@@ -1,4 +1,4 @@
-"""``client.poll()``: the polling engine, its per-target state, and the snapshot stream.
+"""``client.poll()``: the polling engine, and the snapshot stream that holds one.
 
 One tick of one target travels: the scheduler pops the target from a heap of due times and
 either skips the tick (counted: busy, consumer slow, backing off, quota) or hands the target
@@ -11,7 +11,9 @@ here, and ``_fresh.FreshSnapshots``, each give it a :class:`Handover` saying wha
 of a snapshot, of a target no longer polled, and when readers wake.
 
 Whether the schedule fits the daily quota is the business of ``_governor`` (plain
-arithmetic), and where ticks fall that of ``_schedule``; this module asks them and acts.
+arithmetic) and of ``_pacing`` (stretching, pausing and resuming a running poller); where
+ticks fall, that of ``_schedule``; what each poll's outcome does to its target, that of
+``_targets`` (the per-target state machine). This module asks them and acts.
 It never imports ``_client``: the client hands over what the poller needs (the fetch
 function, the quota's status and the UTC clock), so imports run one way.
 """
@@ -19,7 +21,6 @@ function, the quota's status and the UTC clock), so imports run one way.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import heapq
 import itertools
 import logging
@@ -34,19 +35,18 @@ import anyio.lowlevel
 import attrs
 
 from ._exceptions import (
-    APIError,
-    APITimeoutError,
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
     InternalError,
     QuotaExhaustedError,
-    WMSPanelError,
 )
-from ._governor import AFTER_RESET, OnQuota, QuotaGovernor, QuotaPlan, Verdict
+from ._governor import OnQuota, QuotaGovernor
 from ._models import QuotaStatus, Snapshot, Target
+from ._pacing import QuotaPacer
 from ._quota import UTCClock
 from ._schedule import SLOT_EPSILON, first_slot, spread_anchor
+from ._targets import TargetState
 
 logger = logging.getLogger("wmspanel_async.poller")
 
@@ -54,16 +54,6 @@ logger = logging.getLogger("wmspanel_async.poller")
 #: figures or the error as a snapshot.
 Fetch = Callable[[Target, float], Awaitable[Snapshot]]
 
-#: Backoff after consecutive failures never waits longer than this many intervals.
-BACKOFF_CAP_INTERVALS = 10
-#: A poll may take this many of its target's intervals (and at least MIN_POLL_DEADLINE
-#: seconds, at most the client's deadline): a stalled answer is given up while it can
-#: still matter, instead of holding a connection for the client's whole timeout. Each
-#: timeout in a row doubles it (up to MAX_DEADLINE_DOUBLINGS times), and a success sets it
-#: to twice the answer's latency if that is longer, so a slow but working API still answers.
-POLL_DEADLINE_INTERVALS = 2.0
-MIN_POLL_DEADLINE = 1.0
-MAX_DEADLINE_DOUBLINGS = 5
 #: Targets whose last poll failed may hold at most this share of the concurrency (and at
 #: least one request), so that an upstream that stalls for some targets cannot take every
 #: connection from the targets that answer.
@@ -203,35 +193,6 @@ class PollerStats(_PollCounts):
         )
 
 
-@attrs.define(eq=False)
-class _TargetState:
-    """Everything the poller tracks about one target; only the poller's tasks touch it."""
-
-    target: Target
-    override: float | None  # an interval of its own
-    # The schedule: tick k is due at anchor + k * interval (fixed rate, no drift).
-    # Planning it again bumps the generation, which voids its older heap entries.
-    planned: bool = False
-    generation: int = 0
-    anchor: float = 0.0
-    interval: float = 0.0
-    k: int = 0
-    due: float = 0.0
-    last_due: float | None = None  # due time of the last tick that sent a request
-    tick_due: float = 0.0  # due time of the request in flight
-    busy: bool = False  # a request is in flight or waits for a worker
-    busy_while_down: bool = False  # ... and it counts against the down targets' share
-    pending: Snapshot | None = None  # the one snapshot the consumer has not taken
-    removed: bool = False
-    refused: bool = False  # the API refused it for good (APIError): polled no more
-    failures: int = 0
-    timeouts: int = 0  # polls in a row that ran out of time
-    last_latency: float = 0.0  # of the last successful poll
-    down_since: float = 0.0
-    not_before: float = -math.inf  # backoff: no request before this moment
-    last_key: tuple[object, type[BaseException] | None] | None = None  # for only_changes
-
-
 @attrs.frozen(kw_only=True)
 class Handover:
     """What a :class:`PollEngine` hands over to the object that holds it, and when.
@@ -249,10 +210,10 @@ class Handover:
 
     name: str
     made_by: str
-    deliver: Callable[[_TargetState, Snapshot], None]
-    forget: Callable[[_TargetState], None]
+    deliver: Callable[[TargetState, Snapshot], None]
+    forget: Callable[[TargetState], None]
     wake_readers: Callable[[], None]
-    before_tick: Callable[[_TargetState], bool] | None = None
+    before_tick: Callable[[TargetState], bool] | None = None
     on_fatal: Callable[[BaseException], None] | None = None
     main: Callable[[], Coroutine[Any, Any, None]] | None = None
 
@@ -274,29 +235,28 @@ class PollEngine:
         handover: Handover,
     ) -> None:
         self._handover = handover
-        self._governor = QuotaGovernor(settings.reserve, settings.on_quota)
+        self._pacer = QuotaPacer(
+            QuotaGovernor(settings.reserve, settings.on_quota),
+            settings.quota,
+            settings.refresh_quota,
+            settings.utc_clock,
+        )
         self._fetch = fetch
-        self._quota = settings.quota
-        self._refresh_quota = settings.refresh_quota
         self.utc_clock = settings.utc_clock
         self._interval = settings.interval
         self._concurrency = concurrency = settings.concurrency
         self._raise_on_auth_error = settings.raise_on_auth_error
         self._first_poll_now = settings.first_poll_now
-        self._said_no_burst = False
         self._rng = settings.rng
 
-        self.states: dict[Target, _TargetState] = {}
+        self.states: dict[Target, TargetState] = {}
         for checked in map(_checked_target, targets):
-            self.states.setdefault(checked, _TargetState(checked, None))
+            self.states.setdefault(checked, TargetState(checked, None))
 
-        self._heap: list[tuple[float, int, int, _TargetState]] = []
+        self._heap: list[tuple[float, int, int, TargetState]] = []
         self._sequence = itertools.count()
         self._dirty = True  # something changed: revise the quota plan, plan new targets
         self._respread = True  # the intervals changed: plan every target again
-        self._next_quota_check = -math.inf
-        self._paused_until: float | None = None
-        self._paused_since = 0.0
         self._busy = 0
         self._busy_down = 0
         self._down_limit = max(1, int(concurrency * DOWN_SHARE))
@@ -317,7 +277,7 @@ class PollEngine:
         return (
             f"<{self._handover.name} {self.phase} targets={len(self.targets)} "
             f"interval={self._interval:g} "
-            f"effective_interval={self._interval * self._governor.factor:g}>"
+            f"effective_interval={self._interval * self._pacer.factor:g}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -329,13 +289,13 @@ class PollEngine:
                 "for another"
             )
             raise ClientStateError(msg)
-        if self._governor.on_quota == "error":
+        if self._pacer.on_quota == "error":
             self._require_fits(self._rate())
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         self.phase = "running"
-        dispatch_send, dispatch_receive = anyio.create_memory_object_stream[_TargetState](math.inf)
+        dispatch_send, dispatch_receive = anyio.create_memory_object_stream[TargetState](math.inf)
         self._dispatch_send = dispatch_send
         self._dispatch_receive = dispatch_receive
         task_group.start_soon(self._handover.main or self.run, name="wmspanel_async poller")
@@ -370,13 +330,13 @@ class PollEngine:
         target = _checked_target(target)
         override = None if interval is None else _checked_interval(interval)
         state = self.states.get(target)
-        if self._governor.on_quota == "error":
+        if self._pacer.on_quota == "error":
             rate, targets = self._rate(), len(self.targets)
             if state is not None and not state.removed:
                 rate, targets = rate - 1 / (state.override or self._interval), targets - 1
             self._require_fits(rate + 1 / (override or self._interval), targets=targets + 1)
         if state is None:
-            self.states[target] = _TargetState(target, override)
+            self.states[target] = TargetState(target, override)
         elif state.removed or state.refused or state.override != override:
             state.override = override
             state.removed = state.refused = False  # added again: polled again
@@ -396,28 +356,28 @@ class PollEngine:
     def set_interval(self, seconds: float) -> None:
         """Change the interval of the targets without one of their own: see its holders'."""
         seconds = _checked_interval(seconds)
-        if self._governor.on_quota == "error":
-            self._require_fits(self._rate(default=seconds), interval=seconds)
+        if self._pacer.on_quota == "error":
+            self._require_fits(self._rate(seconds), interval=seconds)
         self._interval = seconds
         self._respread = True
         self._changed()
 
     def stats_fields(self) -> dict[str, Any]:
         """Return the fields of :class:`PollerStats` now."""
-        status = self._quota()
+        status = self._pacer.quota()
         lateness = sorted(self._lateness)
         live = [state for state in self.states.values() if not state.removed]
         return dict(
             targets=len(live),
             interval=self._interval,
-            effective_interval=self._interval * self._governor.factor,
+            effective_interval=self._interval * self._pacer.factor,
             **attrs.asdict(self.counts),
             errors=MappingProxyType(dict(self._errors)),
-            targets_down=sum(1 for state in live if state.failures and not state.refused),
+            targets_down=sum(1 for state in live if state.down),
             targets_refused=sum(1 for state in live if state.refused),
             quota=status,
-            reserved_calls=self._governor.reserved_calls(status),
-            paused=self._paused_until is not None,
+            reserved_calls=self._pacer.governor.reserved_calls(status),
+            paused=self._pacer.paused_until is not None,
             lateness_p50=_percentile(lateness, 0.5),
             lateness_p99=_percentile(lateness, 0.99),
             lateness_max=lateness[-1] if lateness else 0.0,
@@ -431,74 +391,37 @@ class PollEngine:
         if self._wake_scope is not None:
             self._wake_scope.cancel()
 
-    # -- the quota -----------------------------------------------------------------------
+    # -- the quota (its actions are the pacer's) ----------------------------------------
 
-    def _rate(self, default: float | None = None) -> float:
+    def _rate(self, interval: float | None = None) -> float:
         """Return the calls per second the requested schedule makes (before stretching)."""
-        default = default or self._interval
-        return sum(
-            1 / (state.override or default)
-            for state in self.states.values()
-            if not (state.removed or state.refused)
-        )
-
-    def _plan(self, rate: float) -> QuotaPlan:
-        return self._governor.plan(self._quota(), rate=rate, now=self.utc_clock())
+        return self._pacer.rate(self.states.values(), interval or self._interval)
 
     def _require_fits(
         self, rate: float, *, targets: int | None = None, interval: float | None = None
     ) -> None:
         """Raise unless ``rate`` fits today's calls; the error names the schedule asked for."""
-        self._governor.require_fits(
-            self._plan(rate),
+        self._pacer.require_fits(
+            rate,
             targets=len(self.targets) if targets is None else targets,
             interval=interval or self._interval,
         )
 
     def _revise(self, now: float) -> None:
         """Fit the schedule to the calls left today, then rebuild it if needed."""
-        verdict: Verdict = self._governor.revise(
-            self._plan(self._rate()), targets=len(self.targets), interval=self._interval
+        respread = self._pacer.revise(
+            now, self._rate(), targets=len(self.targets), interval=self._interval
         )
-        self._next_quota_check = now + verdict.recheck_in
-        if verdict.pause_for is not None:
-            self._pause(now, verdict.pause_for, verdict.log)
+        if self._pacer.paused_until is not None:
             return
-        if verdict.log is not None:
-            logger.log(*verdict.log)
-        self._respread = self._respread or verdict.respread
+        self._respread = self._respread or respread
         if self._dirty or self._respread:
             self._replan(now)
 
-    def _pause(self, now: float, seconds: float, log: tuple[int, str] | None = None) -> None:
-        if self._paused_until is not None:
-            return
-        self._paused_until = now + seconds
-        self._paused_since = now
-        if log is None:
-            log = (logging.WARNING, self._governor.pause_notice(self._quota(), seconds))
-        logger.log(*log)
-
-    def _pause_until_reset(self, now: float, resets_at: dt.datetime) -> None:
-        seconds_left = (resets_at - self.utc_clock()).total_seconds()
-        self._pause(now, seconds_left + AFTER_RESET)
-
     def _resume(self, now: float) -> None:
         """End a pause: count the ticks it skipped, and plan anew for the new day."""
-        reset = now - AFTER_RESET  # ticks from the reset on are the new day's
-        for state in self.states.values():
-            if state.removed:
-                continue
-            if state.planned:
-                due, interval = state.due, state.interval
-            else:  # paused before its first tick
-                due = self._paused_since
-                interval = (state.override or self._interval) * self._governor.factor
-            self.counts.skipped_quota += first_slot(due, interval, reset)
-        self._paused_until = None
+        self.counts.skipped_quota += self._pacer.resume(now, self.states.values(), self._interval)
         self._respread = True
-        self._next_quota_check = -math.inf
-        logger.info("the daily quota was renewed; polling again")
 
     # -- the scheduler -------------------------------------------------------------------
 
@@ -517,13 +440,17 @@ class PollEngine:
         spread = [state for state in batch if self._respread or state.last_due is None]
         position = {id(state): index for index, state in enumerate(spread)}
         for state in batch:
-            interval = (state.override or self._interval) * self._governor.factor
+            interval = (state.override or self._interval) * self._pacer.factor
             index = position.get(id(state))
             if index is None and state.last_due is not None:
                 anchor = state.last_due  # an interval of its own: keep its rhythm
             else:
                 anchor = spread_anchor(now, index or 0, len(spread), interval, self._rng.random())
-            first_now = self._first_poll_now and state.last_due is None and self._can_burst()
+            first_now = (
+                self._first_poll_now
+                and state.last_due is None
+                and self._pacer.can_burst(self._interval)
+            )
             if state.last_due is not None:
                 earliest = max(now, state.last_due + interval)
             else:  # polled now, its next poll is at least half an interval later
@@ -541,21 +468,6 @@ class PollEngine:
         self._heap = heap
         self._dirty = self._respread = False
 
-    def _can_burst(self) -> bool:
-        """Whether the day's calls afford polling new targets at once (``first_poll_now``)."""
-        if self._governor.factor <= 1:
-            return True
-        if not self._said_no_burst:
-            self._said_no_burst = True
-            logger.warning(
-                "the calls left today do not afford a first poll of every target at once "
-                "(polling every %.3g s instead of %.3g s): spreading the first polls over "
-                "the interval",
-                self._interval * self._governor.factor,
-                self._interval,
-            )
-        return False
-
     async def _sleep_until(self, deadline: float) -> None:
         with anyio.CancelScope() as scope:
             self._wake_scope = scope
@@ -563,22 +475,22 @@ class PollEngine:
         self._wake_scope = None
 
     async def _schedule(self) -> None:
-        heap = self._heap
+        heap, pacer = self._heap, self._pacer
         while True:
             now = anyio.current_time()
             soon = now + _EARLY_WAKE
-            if self._paused_until is not None:
-                if soon < self._paused_until:
-                    await self._sleep_until(self._paused_until)
+            if pacer.paused_until is not None:
+                if soon < pacer.paused_until:
+                    await self._sleep_until(pacer.paused_until)
                     continue
                 self._resume(now)
-            if soon >= self._next_quota_check:
-                await self._refresh_shared_quota()
+            if soon >= pacer.next_check:
+                await pacer.refresh_shared_quota()
                 now = anyio.current_time()
-            if self._dirty or self._respread or soon >= self._next_quota_check:
+            if self._dirty or self._respread or soon >= pacer.next_check:
                 self._revise(now)
                 heap = self._heap
-                if self._paused_until is not None:
+                if pacer.paused_until is not None:
                     continue
             while heap and heap[0][0] <= soon:
                 _, _, generation, state = heapq.heappop(heap)
@@ -586,28 +498,16 @@ class PollEngine:
                     continue  # planned again since, removed, or refused for good
                 self._tick(state, now)
                 heapq.heappush(heap, (state.due, next(self._sequence), generation, state))
-                if self._paused_until is not None:
+                if pacer.paused_until is not None:
                     break
-            if self._paused_until is not None:
+            if pacer.paused_until is not None:
                 continue
-            wake_at = self._next_quota_check
+            wake_at = pacer.next_check
             if heap and heap[0][0] < wake_at:
                 wake_at = heap[0][0]
             await self._sleep_until(wake_at)
 
-    async def _refresh_shared_quota(self) -> None:
-        """Read what other processes spent of the day, before planning with it."""
-        refresh = self._refresh_quota
-        if refresh is None:
-            return
-        try:
-            await refresh()
-        except WMSPanelError as exc:
-            # Planning goes on with the count as last seen; each call's reservation
-            # reports its own failure in the snapshots.
-            logger.warning("could not read the day's calls from the ledger: %s", exc)
-
-    def _tick(self, state: _TargetState, now: float) -> None:
+    def _tick(self, state: TargetState, now: float) -> None:
         """Poll ``state``'s target for the tick due now, or count why not; plan its next."""
         before_tick = self._handover.before_tick
         if before_tick is not None and not before_tick(state):
@@ -624,13 +524,13 @@ class PollEngine:
             state.failures and self._busy_down >= self._down_limit
         ):
             counts.skipped_backoff += 1
-        elif self._governor.budget_spent(status := self._quota(), self._busy):
+        elif self._pacer.governor.budget_spent(status := self._pacer.quota(), self._busy):
             counts.skipped_quota += 1
-            if self._governor.on_quota == "error":
-                raise self._governor.exhausted(
-                    self._plan(self._rate()), targets=len(self.targets), interval=self._interval
+            if self._pacer.on_quota == "error":
+                raise self._pacer.exhausted(
+                    self._rate(), targets=len(self.targets), interval=self._interval
                 )
-            self._pause_until_reset(now, status.resets_at)
+            self._pacer.pause_until_reset(now, status.resets_at)
         else:
             state.busy = True
             state.busy_while_down = bool(state.failures)
@@ -646,7 +546,7 @@ class PollEngine:
             started = anyio.current_time()
             self._lateness.append(started - state.tick_due)
             try:
-                snapshot = await self._fetch(state.target, self._poll_deadline(state))
+                snapshot = await self._fetch(state.target, state.poll_deadline())
             except Exception as exc:  # a bug: it must not stop the other targets' polling
                 snapshot = self._unexpected(state.target, exc, started)
             finally:
@@ -654,13 +554,6 @@ class PollEngine:
                 self._busy -= 1
                 self._busy_down -= state.busy_while_down
             self._settle(state, snapshot, anyio.current_time())
-
-    @staticmethod
-    def _poll_deadline(state: _TargetState) -> float:
-        """Return the seconds the next poll of ``state``'s target may take."""
-        usual = max(POLL_DEADLINE_INTERVALS * state.interval, MIN_POLL_DEADLINE)
-        doublings = min(state.timeouts, MAX_DEADLINE_DOUBLINGS)
-        return max(usual * 2.0**doublings, 2.0 * state.last_latency)
 
     def _unexpected(self, target: Target, exc: Exception, started: float) -> Snapshot:
         """Log a fetch's unexpected exception, and make it the target's error snapshot."""
@@ -679,16 +572,16 @@ class PollEngine:
             latency=anyio.current_time() - started,
         )
 
-    def _settle(self, state: _TargetState, snapshot: Snapshot, now: float) -> None:
+    def _settle(self, state: TargetState, snapshot: Snapshot, now: float) -> None:
         """Account for one answer and hand it to the consumer."""
         if self.fatal is not None:
             return
         error = snapshot.error
         if isinstance(error, QuotaExhaustedError):  # refused before sending: not a failure
             self.counts.skipped_quota += 1
-            if self._governor.on_quota == "error":
+            if self._pacer.on_quota == "error":
                 raise error
-            self._pause_until_reset(now, error.resets_at)
+            self._pacer.pause_until_reset(now, error.resets_at)
             self._wake_scheduler()
             return
         self.counts.polls += 1
@@ -702,56 +595,13 @@ class PollEngine:
             if self.states.get(state.target) is state:
                 del self.states[state.target]
             return
-        if error is not None:
-            self._failed(state, error, now)
+        if error is None:
+            state.succeeded(snapshot.latency, now)
         else:
-            self._succeeded(state, snapshot.latency, now)
+            state.failed(error, now, self._rng)
+            if state.refused:
+                self._changed()  # the calls it would have spent go to the others
         self._handover.deliver(state, snapshot)
-
-    def _succeeded(self, state: _TargetState, latency: float, now: float) -> None:
-        state.timeouts = 0
-        state.last_latency = latency
-        if state.failures:
-            logger.info(
-                "%s recovered after %d failed polls in %.0f s",
-                state.target,
-                state.failures,
-                now - state.down_since,
-            )
-            state.failures = 0
-            state.not_before = -math.inf
-
-    def _failed(self, state: _TargetState, error: WMSPanelError, now: float) -> None:
-        state.failures += 1
-        if isinstance(error, APIError):
-            # The API answered, and said no to this request: asking again changes nothing.
-            state.refused = True
-            self._changed()  # the calls it would have spent go to the others
-            logger.warning(
-                "%s is refused by the API (%s) and is polled no more: change or remove the "
-                "target (a lite slice has no per-stream figures; `wmspanel-async slices` "
-                "lists the ids the key may see)",
-                state.target,
-                error,
-            )
-            return
-        if isinstance(error, APITimeoutError):
-            state.timeouts += 1
-        if state.failures == 1:
-            state.down_since = now
-            logger.warning(
-                "%s is down: %s: %s; its snapshots carry the error until it recovers",
-                state.target,
-                type(error).__name__,
-                error,
-            )
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            state.not_before = now + retry_after
-        elif state.failures >= 2:
-            # Full jitter: failing targets do not come back in lockstep.
-            bound = state.interval * min(2.0 ** (state.failures - 1), BACKOFF_CAP_INTERVALS)
-            state.not_before = now + self._rng.random() * bound
 
     # -- errors --------------------------------------------------------------------------
 
@@ -839,6 +689,20 @@ class SnapshotStream(_EngineHolder):
             async for snapshot in snapshots:
                 ...
 
+    Target ``i`` of ``N`` is polled at ``start + i * interval / N + jitter +
+    k * interval`` (the jitter is under half a slot and under 1 s), so the requests are
+    spread over the interval and the schedule never drifts, however long it runs.
+    Each tick sends one request (no retries: the next tick is the retry); a target still
+    busy with its previous request skips its tick. Targets that keep failing back off (full
+    jitter, up to 10 intervals, or as long as ``Retry-After`` asks); their snapshots carry
+    the error.
+
+    A stalled upstream cannot starve the targets that answer: a poll may take two
+    intervals (at least 1 s, at most the client's ``deadline``; doubled after each
+    timeout in a row), and targets whose last poll failed may hold at most half of the
+    ``concurrency``. An unexpected exception in one target's poll is logged and carried
+    in its snapshot as :class:`InternalError`; the others go on.
+
     Each target holds at most one snapshot the consumer has not taken; while it does, the
     target's ticks are skipped instead of polled, so a slow consumer costs neither calls nor
     memory. The methods that change what is polled may be called at any time from the task
@@ -875,7 +739,7 @@ class SnapshotStream(_EngineHolder):
         )
         self._counts = self._engine.counts
         self._only_changes = only_changes
-        self._ready: collections.deque[_TargetState] = collections.deque()
+        self._ready: collections.deque[TargetState] = collections.deque()
         self._ready_event: anyio.Event | None = None
 
     def __repr__(self) -> str:
@@ -955,7 +819,7 @@ class SnapshotStream(_EngineHolder):
 
     # -- what the engine hands over ------------------------------------------------------
 
-    def _deliver(self, state: _TargetState, snapshot: Snapshot) -> None:
+    def _deliver(self, state: TargetState, snapshot: Snapshot) -> None:
         if self._only_changes:
             error = snapshot.error
             key = (snapshot.stats, type(error) if error is not None else None)
@@ -968,7 +832,7 @@ class SnapshotStream(_EngineHolder):
         if self._ready_event is not None:
             self._ready_event.set()
 
-    def _forget(self, state: _TargetState) -> None:
+    def _forget(self, state: TargetState) -> None:
         state.pending = None
 
     def _wake_readers(self) -> None:
