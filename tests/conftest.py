@@ -65,8 +65,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "heavy: starts real servers or subprocesses, or searches with hypothesis; noxfile.py "
-        "runs these on one Python only",
+        "heavy: starts real servers or subprocesses, searches with hypothesis, or simulates "
+        "thousands of intervals; noxfile.py runs these on one Python only",
     )
     config.addinivalue_line(
         "markers",

@@ -67,6 +67,7 @@ async def test_targets_are_spread_over_the_interval() -> None:
     assert len(api.requests) == 10
 
 
+@pytest.mark.heavy  # 10,000 polls: seconds of CPU, the same on every Python
 @pytest.mark.virtual_time
 async def test_schedule_does_not_drift_over_10000_intervals() -> None:
     """Poll k of a target is due at its first poll + k * interval, request latency or not."""
