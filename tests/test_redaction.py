@@ -20,8 +20,9 @@ from wmspanel_async import (
     ServerError,
     WMSPanelClient,
     WMSPanelError,
+    _redact,
 )
-from wmspanel_async._redact import REDACTED, Redactor
+from wmspanel_async._redact import REDACTED, Redactor, _SecretsLogFilter
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -269,3 +270,30 @@ def test_scrub_cleans_arguments_that_are_not_texts() -> None:
     assert inner.args == (f"api_key={REDACTED}".encode(), f"Holder({REDACTED})", 3)
     assert group.exceptions[1].args == (REDACTED,)
     assert API_KEY not in texts_of(outer).lower()
+
+
+def test_a_client_collected_while_the_keys_are_read_breaks_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finalizer that forgets a key while another client's key is added changes nothing.
+
+    The garbage collector runs a collected client's finalizer wherever it likes, and once
+    did so while the keys were being read: the new client failed to start with "dictionary
+    changed size during iteration".
+    """
+    log_filter = _SecretsLogFilter()
+    forget_first: Callable[[], None] | None = log_filter.register("a" * 32)
+    forms = _redact._forms
+
+    def forms_while_collecting(secret: str) -> tuple[str, ...]:
+        nonlocal forget_first
+        if forget_first is not None:  # as the collector would, mid-read
+            forget, forget_first = forget_first, None
+            forget()
+        return forms(secret)
+
+    monkeypatch.setattr(_redact, "_forms", forms_while_collecting)
+    log_filter.register("b" * 32)
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "key %s", ("b" * 32,), None)
+    assert log_filter.filter(record)
+    assert record.getMessage() == f"key {REDACTED}"

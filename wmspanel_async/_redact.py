@@ -325,7 +325,10 @@ class _SecretsLogFilter(logging.Filter):
         return unregister
 
     def _refresh(self) -> None:
-        self._pattern = _pattern({form for secret in self._secrets for form in _forms(secret)})
+        # A copy: the garbage collector may run a closed client's finalizer (unregister)
+        # in the middle of reading the keys, and a dict may not change while it is read.
+        secrets = tuple(self._secrets)
+        self._pattern = _pattern({form for secret in secrets for form in _forms(secret)})
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` without keys, its traceback text included."""
