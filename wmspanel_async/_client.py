@@ -252,9 +252,6 @@ class WMSPanelClient:
         # The key, and a password (or a key) in base_url: secrets alike, in every text.
         secrets = (api_key, *url_secrets(str(self.base_url)))
         self._redact = Redactor(*secrets)
-        # Until the client is closed (or collected), its secrets are blanked in the records
-        # of the loggers of httpx, httpcore, aiohttp and ours, whatever a server echoes back.
-        self._forget_key = weakref.finalize(self, LOG_FILTER.register(*secrets))
         # What a server says is blanked once JSON has decoded it, before errors quote it.
         self._parse_data_slices = functools.partial(parse_data_slices, redact=self._redact)
         self._timeout = _checked_timeout(timeout)
@@ -289,6 +286,9 @@ class WMSPanelClient:
             clock=clock,
             check_usable=self._check_usable,
         )
+        # Last: a client refused its arguments registers nothing. Until closed (or collected),
+        # its secrets are blanked in httpx's, httpcore's, aiohttp's and our log records.
+        self._forget_key = weakref.finalize(self, LOG_FILTER.register(*secrets))
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
