@@ -144,9 +144,9 @@ def daemon_command(*args: str) -> list[str]:
 @pytest.mark.anyio
 async def test_daemon_logs_figures_and_health_then_stops_on_sigterm(tmp_path: Path) -> None:
     """The daemon logs each slice and its health, keeps its quota file, and exits 0 on TERM."""
-    account = Account.generate(0, daily_limit=1_000_000)
+    account = Account.generate(0, daily_limit=10_000_000)
     quota_file = tmp_path / "quota.json"
-    args = ("--interval", "0.4", "--health-every", "0.5", "--daily-limit", "1000000")
+    args = ("--interval", "0.4", "--health-every", "0.5", "--daily-limit", "10000000")
     async with served(account) as env:
         process = await anyio.open_process(
             daemon_command(*args, "--quota-file", str(quota_file)), env=env
@@ -177,11 +177,11 @@ async def test_daemon_logs_figures_and_health_then_stops_on_sigterm(tmp_path: Pa
 @pytest.mark.anyio
 async def test_daemon_logs_the_package_lines_down_and_recovered(tmp_path: Path) -> None:
     """basicConfig shows the package's WARNING "is down" and INFO "recovered", formatted."""
-    account = Account.generate(0, daily_limit=1_000_000)
+    account = Account.generate(0, daily_limit=10_000_000)
     simulator = Simulator([account])
     sports = Target(account.slices[1].id)
     simulator.inject(Fault.http_status(503, retry_after=0), times=3, target=sports)
-    args = ("--interval", "0.3", "--health-every", "60", "--daily-limit", "1000000")
+    args = ("--interval", "0.3", "--health-every", "60", "--daily-limit", "10000000")
     async with serve(simulator) as server:
         env = environment(
             WMSPANEL_BASE_URL=server.url,

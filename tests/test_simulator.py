@@ -699,12 +699,12 @@ async def test_lifespan_and_other_scopes() -> None:
 
 
 async def test_demo_simulator_allows_a_day_of_refreshes() -> None:
-    """The demo account may call a million times a day and answers in 20 to 80 ms."""
+    """The demo account may call ten million times a day and answers in 20 to 80 ms."""
     demo = Simulator.demo()
-    assert demo.account.daily_limit == 1_000_000
+    assert demo.account.daily_limit == 10_000_000
     assert (demo.latency, demo.jitter) == (0.02, 0.06)
     async with demo.client() as client:
-        assert client.quota.limit == 1_000_000
+        assert client.quota.limit == 10_000_000
         assert (await client.data_slices())[0].name == "All streams"
 
 

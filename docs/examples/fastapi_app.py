@@ -38,7 +38,7 @@ logger = logging.getLogger("fastapi_app")
 #: calls a day, just within WMSPanel's 15,000 (the poller polls less often, and logs it, if
 #: the calls would not last the day).
 INTERVAL = 60.0
-#: The same for the simulated account, whose million calls a day allow a lively page.
+#: The same for the simulated account, whose ten million calls a day allow a lively page.
 SIMULATED_INTERVAL = 1.0
 #: How long a browser waits before it reconnects a broken event stream, in milliseconds.
 RECONNECT_MS = 2000
