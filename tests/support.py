@@ -117,9 +117,15 @@ def python_script(directory: Path, source: str) -> list[str]:
     return [*python_command(), str(path)]
 
 
-def python_command() -> list[str]:
-    """The command line that starts Python, measured by coverage if this run is."""
-    if _COVERAGE is None or "COVERAGE_PROCESS_START" in os.environ:
+def python_command(*, measured: bool = True) -> list[str]:
+    """The command line that starts Python, measured by coverage if this run is.
+
+    Args:
+        measured: Whether coverage measures the process. Measuring costs about half a
+            second a process; tests whose processes run no code of ours that the suite does
+            not cover in process say ``False`` (the recipes, uvicorn's workers, scripts).
+    """
+    if not measured or _COVERAGE is None or "COVERAGE_PROCESS_START" in os.environ:
         return [sys.executable]
     return [
         sys.executable,
@@ -267,10 +273,12 @@ def evenly(interval: float, count: int) -> Any:
     return pytest.approx([interval] * count, abs=CLOCK_SLACK)
 
 
-def run_pytest_as_user(pytester: Any, *options: str, timeout: float = 120) -> Any:
+def run_pytest_as_user(
+    pytester: Any, *options: str, timeout: float = 120, measured: bool = True
+) -> Any:
     """Run pytest in a new process over the files ``pytester`` holds, as a user would."""
     return pytester.run(
-        *python_command(),
+        *python_command(measured=measured),
         "-m",
         "pytest",
         "-p",

@@ -593,7 +593,11 @@ def run_python(code: str, directory: Path) -> subprocess.CompletedProcess[str]:
     script = directory / "script.py"
     script.write_text(code, encoding="utf-8")
     return subprocess.run(  # noqa: S603 - our own interpreter
-        [*python_command(), str(script)], capture_output=True, text=True, timeout=60, check=True
+        [*python_command(measured=False), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
 
 

@@ -83,7 +83,7 @@ def script(tmp_path: Path, heading: str) -> str:
 @pytest.mark.anyio
 async def test_readme_use_it_runs_as_written(tmp_path: Path) -> None:
     """The README's first program runs with the ids it shows (the sample account's)."""
-    command = [*python_command(), script(tmp_path, "Use it")]
+    command = [*python_command(measured=False), script(tmp_path, "Use it")]
     async with served(Account.sample()) as env:
         with anyio.fail_after(TIMEOUT):
             done = await anyio.run_process(command, env=env, check=False)
@@ -98,7 +98,7 @@ async def test_readme_use_it_runs_as_written(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_readme_poll_many_targets_polls(tmp_path: Path) -> None:
     """The README's polling program names its targets' slices as it prints their figures."""
-    command = [*python_command(), script(tmp_path, "Poll many targets")]
+    command = [*python_command(measured=False), script(tmp_path, "Poll many targets")]
     async with served(Account.sample()) as env:
         process = await anyio.open_process(command, env=env)
         async with process:
@@ -121,7 +121,7 @@ def test_simulator_page_pytest_examples_pass(pytester: pytest.Pytester) -> None:
             files[first_line[2:-3]] = code
     assert set(files) == {"test_dashboard", "conftest", "test_polling"}
     pytester.makepyfile(**files)
-    result = run_pytest_as_user(pytester)
+    result = run_pytest_as_user(pytester, measured=False)
     result.assert_outcomes(passed=3)
 
 
@@ -130,7 +130,7 @@ def test_fastapi_recipe_tests_pass(pytester: pytest.Pytester) -> None:
     pytest.importorskip("fastapi")
     for name in ("fastapi_app.py", "fastapi_page.html", "test_fastapi_app.py"):
         (pytester.path / name).write_text((EXAMPLES / name).read_text(encoding="utf-8"))
-    result = run_pytest_as_user(pytester)
+    result = run_pytest_as_user(pytester, measured=False)
     result.assert_outcomes(passed=26)
 
 
@@ -138,7 +138,7 @@ def test_fastapi_recipe_tests_pass(pytester: pytest.Pytester) -> None:
 
 
 def daemon_command(*args: str) -> list[str]:
-    return [*python_command(), str(EXAMPLES / "daemon.py"), *args]
+    return [*python_command(measured=False), str(EXAMPLES / "daemon.py"), *args]
 
 
 @pytest.mark.anyio

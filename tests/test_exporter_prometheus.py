@@ -304,7 +304,7 @@ def demo_prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     with running_prometheus(tmp_path, exporter_port) as server:
         process = subprocess.Popen(  # noqa: S603 - our own command
             [
-                *python_command(),
+                *python_command(measured=False),
                 *("-m", "wmspanel_async.cli", "exporter", "--demo", "--each-server"),
                 *("--listen", f"127.0.0.1:{exporter_port}"),
             ],

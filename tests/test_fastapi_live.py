@@ -403,7 +403,7 @@ async def test_workers_pointed_at_one_served_simulator_are_counted_together(
             WMSPANEL_API_KEY=wmspanel_account.api_key,
         )
         command = [
-            *python_command(),
+            *python_command(measured=False),
             "-m",
             "uvicorn",
             "fastapi_app:app",
