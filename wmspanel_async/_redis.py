@@ -155,12 +155,25 @@ class RedisEndpoint:
             text = redactor(text)
         return text
 
-    def unavailable(self, what: str, error: BaseException) -> RedisUnavailableError:
-        """Return our error for ``error``, met while ``what``; it keeps no chain of Redis's."""
+    def unavailable(
+        self, what: str, error: BaseException, *, sharing: bool = False
+    ) -> RedisUnavailableError:
+        """Return our error for ``error``, met while ``what``; it keeps no chain of Redis's.
+
+        Args:
+            what: What this process was doing, for the message.
+            error: What failed.
+            sharing: Whether it was the shared poller's business (the lease, snapshots),
+                not a call's count: then the call was not the one held back.
+        """
         reason = self.blank(str(error)) or "no answer in time"
+        if sharing:
+            meanwhile, again = "the poller is not shared meanwhile", "sharing goes on"
+        else:
+            meanwhile, again = "nothing was sent", "calls go on"
         msg = (
-            f"Redis at {self.url} ({what}) failed: {type(error).__name__}: {reason}; nothing "
-            "was sent. Check that Redis runs and answers; calls go on once it does"
+            f"Redis at {self.url} ({what}) failed: {type(error).__name__}: {reason}; "
+            f"{meanwhile}. Check that Redis runs and answers; {again} once it does"
         )
         return RedisUnavailableError(msg, url=self.url)
 
@@ -207,7 +220,13 @@ def connect(url: str, what: str) -> Redis:
     raise ConfigurationError(msg)
 
 
-async def command(endpoint: RedisEndpoint, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+async def command(
+    endpoint: RedisEndpoint,
+    what: str,
+    call: Callable[[], Awaitable[_T]],
+    *,
+    sharing: bool = False,
+) -> _T:
     """Run one Redis ``call`` within ``REDIS_TIMEOUT``, mapping its failures to ours.
 
     Anything but an answer (an error of Redis's or of redis-py's reading something that is
@@ -225,7 +244,7 @@ async def command(endpoint: RedisEndpoint, what: str, call: Callable[[], Awaitab
     except RedisUnavailableError:
         raise
     except Exception as exc:  # redis-py fails in many ways on what is not Redis
-        error = endpoint.unavailable(what, exc)
+        error = endpoint.unavailable(what, exc, sharing=sharing)
     raise error
 
 
@@ -629,7 +648,7 @@ class ShareSession:
         self._lease_value = ""
 
     async def _run(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
-        return await command(self.share._endpoint, what, call)
+        return await command(self.share._endpoint, what, call, sharing=True)
 
     async def take_lease(self) -> bool:
         """Take the lease if nobody holds it; return whether this process holds it now."""
@@ -700,7 +719,9 @@ class ShareSession:
                     try:
                         message = await pubsub.get_message(timeout=min(left, REDIS_TIMEOUT))
                     except Exception as exc:  # as in command()
-                        error = self.share._endpoint.unavailable("following the poller", exc)
+                        error = self.share._endpoint.unavailable(
+                            "following the poller", exc, sharing=True
+                        )
                     if error is not None:
                         raise error
                     if message is not None and message.get("type") == "message":
