@@ -287,6 +287,23 @@ async def test_every_process_reports_the_shared_pollers_figures(
     assert polls_seen[-1] >= polls_seen[0] + 3
 
 
+async def test_a_lease_or_publication_met_by_an_outage_says_sharing_waits(
+    redis_server: RedisServer,
+) -> None:
+    """The lease's and the snapshots' errors say the poller is not shared, not "nothing sent"."""
+    async with RedisShare.from_url(redis_server.url, lease=LEASE) as share:
+        session = share.session("account", ["t"])
+        assert await session.take_lease()
+        redis_server.stop()
+        for attempt in (session.renew_lease, lambda: session.publish("t", "{}")):
+            with pytest.raises(RedisUnavailableError) as caught:
+                await attempt()
+            message = str(caught.value)
+            assert "the poller is not shared meanwhile" in message
+            assert "sharing goes on once it does" in message
+            assert "nothing was sent" not in message
+
+
 async def test_followers_show_a_redis_outage_as_the_leader_does(
     redis_server: RedisServer,
 ) -> None:

@@ -306,22 +306,11 @@ class FreshSnapshots(_EngineHolder):
                 lambda: self.stats,
             )
 
-    def __repr__(self) -> str:
-        return repr(self._engine)
-
     async def __aenter__(self) -> FreshSnapshots:
         if self._share is not None:
             require_asyncio("keep_fresh(share=RedisShare)", "poll in each process without a share")
         await self._engine.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._engine.stop(exc)
 
     # -- reading -------------------------------------------------------------------------
 

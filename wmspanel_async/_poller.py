@@ -658,6 +658,18 @@ class _EngineHolder:
 
     _engine: PollEngine
 
+    def __repr__(self) -> str:
+        return repr(self._engine)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop polling: every request in flight is cancelled."""
+        await self._engine.stop(exc)
+
     def set_interval(self, seconds: float) -> None:
         """Poll every target without an interval of its own every ``seconds`` from now on.
 
@@ -742,20 +754,9 @@ class SnapshotStream(_EngineHolder):
         self._ready: collections.deque[TargetState] = collections.deque()
         self._ready_event: anyio.Event | None = None
 
-    def __repr__(self) -> str:
-        return repr(self._engine)
-
     async def __aenter__(self) -> SnapshotStream:
         await self._engine.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._engine.stop(exc)
 
     def __aiter__(self) -> SnapshotStream:
         return self
