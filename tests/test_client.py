@@ -35,8 +35,8 @@ from wmspanel_async import (
     Target,
     WMSPanelClient,
     __version__,
+    _urls,
 )
-from wmspanel_async._constants import URLS_KEPT
 from wmspanel_async.testing import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -596,18 +596,29 @@ async def test_a_transport_handed_in_gets_the_headers_of_a_plain_get() -> None:
     }
 
 
-async def test_built_urls_are_kept_within_a_bound(api: respx.Router) -> None:
-    """Each target's URL is built once and kept, for URLS_KEPT targets at most."""
+def no_longer_assembles(endpoint: httpx.URL) -> None:
+    """What assembling does if a release of httpx drops the attribute it relies on."""
+    raise AttributeError("_uri_reference")
+
+
+@pytest.mark.parametrize("assembles", [True, False], ids=["assembled", "built-and-kept"])
+async def test_each_call_sends_its_ids_and_the_credentials(
+    api: respx.Router, monkeypatch: pytest.MonkeyPatch, assembles: bool
+) -> None:
+    """Assembled, or built once and kept if a release of httpx broke assembling."""
+    if not assembles:
+        monkeypatch.setattr(_urls, "_assembler", no_longer_assembles)
     api.get(REALTIME).respond(json=sample_payload("realtime_data"))
     async with make_client(api) as client:
         for _ in range(2):
             await client.realtime(SLICE_ID, stream="s")
         first, second = (call.request.url for call in api.calls)
         assert first == second
-        assert first.params["api_key"] == API_KEY
-        assert len(client._pipeline._request_urls) == 1
-        for index in range(URLS_KEPT + 10):
-            client._pipeline._request_url(REALTIME, {"data_slice": f"{index:024x}"})
-        assert len(client._pipeline._request_urls) == URLS_KEPT
-        newest = client._pipeline._request_url(REALTIME, {"data_slice": f"{URLS_KEPT + 9:024x}"})
-        assert newest.params["data_slice"] == f"{URLS_KEPT + 9:024x}"
+        assert dict(first.params) == {
+            "data_slice": SLICE_ID,
+            "stream": "s",
+            "client_id": CLIENT_ID,
+            "api_key": API_KEY,
+        }
+        kept = client._pipeline.request_url.kept
+        assert kept is None if assembles else list(kept.values()) == [first]

@@ -7,9 +7,9 @@ import re
 #: Calls WMSPanel allows an account per UTC day, unless more were bought.
 DEFAULT_DAILY_LIMIT = 15_000
 
-#: How many built URLs the client keeps, about 1 KiB each: a poller asks for the same URLs
-#: every tick, and parsing them is the largest cost of a call that is ours to save. Beyond
-#: this many targets, the oldest URL is built again when needed.
+#: How many targets' URLs a client keeps, about 0.6 KiB each, when the installed httpx does
+#: not let it assemble each call's URL (see ``_urls``): parsing them is the largest cost of a
+#: call that is ours to save. Beyond this many targets, the oldest URL is built again.
 URLS_KEPT = 4096
 
 #: How many targets' latest figures a client keeps for ``realtime(max_age=...)``, about

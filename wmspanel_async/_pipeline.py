@@ -3,11 +3,11 @@
 One call travels: ``Pipeline.call`` (the deadline; identical calls in flight share one
 request, ``_coalesce``) -> ``_get_with_retries`` (each attempt reserves one call of the
 day's quota from the ledger; ``_retry`` decides whether and when to try again) ->
-``_attempt`` (the URL with the credentials, one HTTP exchange through the sender, its status
-check; ``_body`` reads and decodes the body within its cap) -> the transport (httpx's, ours
-over aiohttp, or a user's) -> the network; then the body goes through the parse function
-the client gave (``_converter``) into a model. Whatever leaves here, answer or error, has
-had the client's secrets blanked (``_redact``).
+``_attempt`` (the URL with the credentials, from ``_urls``; one HTTP exchange through the
+sender, its status check; ``_body`` reads and decodes the body within its cap) -> the
+transport (httpx's, ours over aiohttp, or a user's) -> the network; then the body goes
+through the parse function the client gave (``_converter``) into a model. Whatever leaves
+here, answer or error, has had the client's secrets blanked (``_redact``).
 
 The client (``_client``) is the public face over it: it checks its arguments, owns the
 transport and the lifecycle, and says whose call it is (:class:`Caller`); nothing here
@@ -17,7 +17,6 @@ imports it.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -27,7 +26,6 @@ import httpx
 
 from ._body import ACCEPT_ENCODING, read_body
 from ._coalesce import Flights
-from ._constants import URLS_KEPT
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -39,6 +37,7 @@ from ._quota import Ledger, UTCClock
 from ._redact import Redactor
 from ._retry import RetryBudget, parse_retry_after, retry_delay, seconds_until_reset
 from ._status import status_error
+from ._urls import RequestURLs
 
 logger = logging.getLogger("wmspanel_async")
 
@@ -149,16 +148,13 @@ class Pipeline:
         clock: UTCClock,
     ) -> None:
         self._send = send
-        self._base_url = base_url
         self._redact = redact
         self._deadline = deadline
         self._clock = clock
         self._retry_budget = RetryBudget()
         self._flights = Flights()
         self._warned_long_retry_after = False
-        # The credentials ride in each target's URL, built once and kept (see _request_url).
-        self._credential_params = credentials
-        self._request_urls: dict[tuple[str, ...], httpx.URL] = {}
+        self.request_url = RequestURLs(base_url, credentials)
 
     def close(self) -> None:
         """End the calls in flight with :class:`ClientStateError`."""
@@ -279,24 +275,10 @@ class Pipeline:
                 self._retry_budget.deposit(retry_costs)
                 return body
 
-    def _request_url(self, path: str, params: dict[str, str]) -> httpx.URL:
-        """Return the URL of ``GET path?params``, built once per target and kept."""
-        # One flat tuple: nested ones would cost ~100 bytes more for every target kept.
-        key = (path, *itertools.chain.from_iterable(params.items()))
-        url = self._request_urls.get(key)
-        if url is None:
-            if len(self._request_urls) >= URLS_KEPT:
-                del self._request_urls[next(iter(self._request_urls))]  # the oldest
-            url = self._request_urls[key] = httpx.URL(
-                self._base_url.copy_with(path=self._base_url.path.rstrip("/") + path),
-                params={**params, **self._credential_params},
-            )
-        return url
-
     async def _attempt(
         self, caller: Caller, path: str, params: dict[str, str], attempt: int, max_retries: int
     ) -> bytes:
-        url = self._request_url(path, params)
+        url = self.request_url(path, params)
         started = anyio.current_time()
         try:
             response = await self._send(url)
