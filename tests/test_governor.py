@@ -9,7 +9,14 @@ import math
 import pytest
 
 from wmspanel_async import ConfigurationError, QuotaExhaustedError, QuotaStatus
-from wmspanel_async._governor import AFTER_RESET, QUOTA_RECHECK, QuotaGovernor, QuotaPlan
+from wmspanel_async._governor import (
+    AFTER_RESET,
+    PAST_RESET_WAIT,
+    QUOTA_RECHECK,
+    QuotaGovernor,
+    QuotaPlan,
+)
+from wmspanel_async._pacing import QuotaPacer
 from wmspanel_async._schedule import first_slot, spread_anchor
 
 MIDNIGHT = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
@@ -121,6 +128,20 @@ def test_revise_rechecks_every_minute_or_at_the_reset() -> None:
     assert governor.revise(plan(10, 1), targets=1, interval=1.0).recheck_in == QUOTA_RECHECK
     soon = governor.revise(plan(10, 1, seconds_left=5.0), targets=1, interval=1.0)
     assert soon.recheck_in == pytest.approx(5.0 + AFTER_RESET)
+
+
+def test_a_reset_already_passed_is_looked_at_again_in_a_second() -> None:
+    """A quota that still reports a passed reset (its day not rolled over) is no busy loop."""
+    governor = QuotaGovernor(0.0, "stretch")
+    verdict = governor.revise(plan(10, 1, seconds_left=0.0), targets=1, interval=1.0)
+    assert verdict.recheck_in == PAST_RESET_WAIT
+    spent = QuotaStatus(used=10, remaining=0, limit=10, resets_at=MIDNIGHT)
+    pacer = QuotaPacer(governor, lambda: spent, None, lambda: MIDNIGHT + dt.timedelta(seconds=5))
+    pacer.pause_until_reset(100.0, spent.resets_at)
+    assert pacer.paused_until == 100.0 + PAST_RESET_WAIT
+    pacer.paused_until = None
+    pacer.pause_until_reset(100.0, MIDNIGHT + dt.timedelta(seconds=35))
+    assert pacer.paused_until == pytest.approx(130.0 + AFTER_RESET)
 
 
 def test_error_mode_raises_instead_of_stretching() -> None:

@@ -30,6 +30,14 @@ QUOTA_RECHECK = 60.0
 STRETCH_HYSTERESIS = 1.05
 #: Wake this long after 00:00 UTC, so that the quota has surely rolled over.
 AFTER_RESET = 0.001
+#: Look again this long after a reset that the quota still reports although it has passed
+#: (a ledger whose day has not rolled over yet): soon, but not every millisecond.
+PAST_RESET_WAIT = 1.0
+
+
+def wait_for_reset(seconds_left: float) -> float:
+    """Return how long to wait for the day's calls to be renewed, ``seconds_left`` before it."""
+    return seconds_left + AFTER_RESET if seconds_left > 0 else PAST_RESET_WAIT
 
 
 @attrs.frozen(kw_only=True)
@@ -160,14 +168,14 @@ class QuotaGovernor:
         Raises:
             QuotaExhaustedError: With ``on_quota="error"``, the calls do not last.
         """
-        recheck_in = min(QUOTA_RECHECK, plan.seconds_left + AFTER_RESET)
+        recheck_in = min(QUOTA_RECHECK, wait_for_reset(plan.seconds_left))
         factor = plan.factor
         if factor > 1 and self.on_quota == "error":
             raise self.exhausted(plan, targets=targets, interval=interval)
         if math.isinf(factor):
             return Verdict(
                 factor=self.factor,
-                pause_for=plan.seconds_left + AFTER_RESET,
+                pause_for=wait_for_reset(plan.seconds_left),
                 log=(logging.WARNING, self.pause_notice(plan.status, plan.seconds_left)),
                 recheck_in=recheck_in,
             )

@@ -15,7 +15,14 @@ import math
 from collections.abc import Awaitable, Callable, Iterable
 
 from ._exceptions import QuotaExhaustedError, WMSPanelError
-from ._governor import AFTER_RESET, OnQuota, QuotaGovernor, QuotaPlan, Verdict
+from ._governor import (
+    AFTER_RESET,
+    OnQuota,
+    QuotaGovernor,
+    QuotaPlan,
+    Verdict,
+    wait_for_reset,
+)
 from ._models import QuotaStatus
 from ._quota import UTCClock
 from ._schedule import first_slot
@@ -107,8 +114,7 @@ class QuotaPacer:
 
     def pause_until_reset(self, now: float, resets_at: dt.datetime) -> None:
         """Stop polling until just after ``resets_at``, when the day's calls are renewed."""
-        seconds_left = (resets_at - self._utc_clock()).total_seconds()
-        self.pause(now, seconds_left + AFTER_RESET)
+        self.pause(now, wait_for_reset((resets_at - self._utc_clock()).total_seconds()))
 
     def resume(self, now: float, states: Iterable[TargetState], interval: float) -> int:
         """End a pause, and return how many ticks it skipped (to count as quota skips)."""
