@@ -61,17 +61,16 @@ class Fetcher:
         share: bool = True,
     ) -> RealtimeStats:
         """Return ``target``'s figures, at most ``max_age`` seconds old (``None``: now)."""
+        self._check_usable()
         if max_age is not None:
             recent = self._recent.get(target, max_age, anyio.current_time())
             if recent is not None:
-                self._check_usable()
                 return recent
         params = {"data_slice": target.data_slice}
         if target.stream is not None:
             params["stream"] = target.stream
         if target.server is not None:
             params["server"] = target.server
-        self._check_usable()
         stats = await self._pipeline.call(
             self._caller,
             REALTIME_PATH,

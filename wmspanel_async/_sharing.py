@@ -45,12 +45,10 @@ OUTBOX_SIZE = 1024
 #: The share of a lease that its holder polls on after the last renewal it sent: the rest
 #: is the margin for Redis's clock running faster than ours, and for scheduling.
 LEASE_FENCE = 0.8
-
-
-#: The poller's counters: every process of a share reports them as totals that never go back.
-_COUNTERS = tuple(field.name for field in attrs.fields(_PollCounts))
 #: Seconds between two publications of the polling process's figures, at most.
 FIGURES_EVERY = 1.0
+#: The poller's counters: every process of a share reports them as totals that never go back.
+_COUNTERS = tuple(field.name for field in attrs.fields(_PollCounts))
 
 
 class _SharedFigures:

@@ -90,8 +90,7 @@ class RequestURLs:
         self.kept: dict[tuple[str, ...], httpx.URL] = {}
         encodings = (e for e in _VALUE_ENCODINGS if _assembles_as_httpx_builds(base_url, e))
         self._encode = next(encodings, None)
-        if self._encode is not None:
-            self._credentials_query = _query(credentials, self._encode)
+        self._credentials_query = "" if self._encode is None else _query(credentials, self._encode)
 
     def __call__(self, path: str, params: dict[str, str]) -> httpx.URL:
         """Return the URL of ``GET path?params``, the credentials' parameters last."""
