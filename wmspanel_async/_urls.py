@@ -7,10 +7,12 @@ and each call's URL is assembled from that parse and the call's query string, en
 ``httpx.QueryParams`` encodes it: 2 µs, and nothing kept.
 
 Assembling sets one private attribute of ``httpx.URL``, and httpx has changed how it encodes
-a query (a space is ``+`` from 0.28 on, ``%20`` before). So each client checks, when it is
-made, which encoding gives exactly the URL the public constructor builds from its base URL;
-if none does with some future release, that client falls back to building each target's URL
-publicly once and keeping it (``URLS_KEPT`` at most): as fast, with the memory as before.
+a query (a space is ``+`` from 0.28 on, ``%20`` before; and 0.27 sent a value of only
+unreserved characters and ``%`` as it is, so that ``%41`` reached the API as ``A``, where we
+encode every ``%``). So each client checks, when it is made, which encoding gives exactly
+the URL the public constructor builds from its base URL; if none does with some future
+release, that client falls back to building each target's URL publicly once and keeping it
+(``URLS_KEPT`` at most): as fast, with the memory as before.
 """
 
 from __future__ import annotations
